@@ -1,0 +1,67 @@
+"""What every chapter does first: resolve and validate its parameters, pick the device,
+seed, load the data, and hand out (cached) models of the profile.
+
+    ch = Chapter(profile="quick", device="auto", seed=0, eps=None, ...)
+    std = ch.classifier("standard")           # cached after the first run
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .config import Config, ConfigError, pick_device, resolve, seed_everything
+from .data import Dataset, load_dataset
+from .report import Report
+from .store import ArtifactStore
+from .training import PGDTraining, Standard, TrainedModel, trained_classifier
+
+__all__ = ["Chapter"]
+
+
+class Chapter:
+    """Resolved parameters, device, data, store and report of one chapter run."""
+
+    def __init__(self, profile: str = "quick", **params):
+        self.started = time.time()
+        self.cfg: Config = resolve(profile, **params)
+        self.device: torch.device = pick_device(self.cfg.device)
+        seed_everything(self.cfg.seed)
+        self.store = ArtifactStore()
+        self.data: Dataset = load_dataset(
+            self.cfg.dataset, data_dir=self.cfg.data_dir, download=self.cfg.download, n_train=self.cfg.n_train,
+            n_heldout=self.cfg.n_heldout, n_test=self.cfg.n_test)
+        self.report = Report(profile)
+        self._models: dict = {}
+
+    # -- data -----------------------------------------------------------------------
+    @property
+    def eval_split(self):
+        """The test images attacks are run on (the first ``n_eval``, or all)."""
+        return self.data.test.head(self.cfg.n_eval)
+
+    # -- models ---------------------------------------------------------------------
+    def classifier(self, kind: str = "standard", seed: int | None = None) -> TrainedModel:
+        """The profile's ``standard`` or ``robust`` (PGD-trained) classifier, trained once and cached."""
+        c = self.cfg
+        seed = c.seed if seed is None else seed
+        if kind == "standard":
+            arch, objective, epochs = c.model, Standard(), c.epochs
+        elif kind == "robust":
+            arch, epochs = c.robust_model, c.robust_epochs
+            objective = PGDTraining(c.train_eps, c.train_step_size, c.train_steps)
+        else:
+            raise ConfigError(f"unknown classifier kind {kind!r}; allowed: 'standard', 'robust'")
+        key = (kind, seed)
+        if key not in self._models:
+            self._models[key] = trained_classifier(
+                self.data, arch, objective, epochs=epochs, batch_size=c.batch_size, lr=c.lr,
+                weight_decay=c.weight_decay, seed=seed, device=self.device, store=self.store)
+        return self._models[key]
+
+    def result(self, kind: str, model: TrainedModel, params: dict, build):
+        """Cache an evaluation's result under (model spec, evaluation parameters)."""
+        return self.store.get_or_build(kind, {"model": model.spec, **params}, build)
+
+    def elapsed(self) -> float:
+        return time.time() - self.started

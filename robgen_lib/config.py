@@ -1,0 +1,375 @@
+"""Profiles, parameter validation, devices and seeding.
+
+A *profile* is a named preset of parameters: ``quick`` (the default: CPU, offline,
+minutes, scikit-learn's 8x8 digits) and ``paper`` (the paper's dataset and scale,
+meant for a GPU).  A chapter's parameters cell holds plain values, ``None`` meaning
+"take the profile's"; :func:`resolve` merges them over the profile and validates
+every value *before* any work starts, so a bad value costs nothing and leaves
+nothing half-written behind.
+
+All budgets (``eps``, step sizes) are in [0, 1] pixel units of their norm.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+import torch
+
+__all__ = [
+    "ConfigError",
+    "Config",
+    "PROFILES",
+    "resolve",
+    "pick_device",
+    "seed_everything",
+    "cache_root",
+    "data_root",
+]
+
+
+class ConfigError(ValueError):
+    """A parameter is unknown, out of range, or cannot be honoured here."""
+
+
+# --------------------------------------------------------------------------- roots
+
+
+def _user_cache() -> str:
+    return os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+
+
+def cache_root() -> str:
+    """Where trained models and results are cached (``ROBGEN_CACHE``)."""
+    return os.environ.get("ROBGEN_CACHE") or os.path.join(_user_cache(), "robgen", "artifacts")
+
+
+def data_root() -> str:
+    """Where downloadable datasets live (``ROBGEN_DATA``)."""
+    return os.environ.get("ROBGEN_DATA") or os.path.join(_user_cache(), "robgen", "data")
+
+
+# --------------------------------------------------------------------- validators
+
+
+def _as_float(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, str):
+        try:
+            value = float(Fraction(value.strip()))
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(f"{name} must be a number such as 0.03 or 8/255, got {value!r}") from None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+    return out
+
+
+def number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> Callable:
+    def check(name: str, value: Any) -> float:
+        out = _as_float(name, value)
+        if lo is not None and (out < lo or (lo_open and out == lo)):
+            rel = ">" if lo_open else ">="
+            raise ConfigError(f"{name} must be {rel} {lo}, got {out}")
+        if hi is not None and out > hi:
+            raise ConfigError(f"{name} must be <= {hi}, got {out} (budgets are in [0,1] pixel units)")
+        return out
+
+    return check
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Callable:
+    def check(name: str, value: Any) -> int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+        if isinstance(value, float):
+            if not math.isfinite(value) or value != int(value):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
+            value = int(value)
+        if not isinstance(value, (int, np.integer)):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        value = int(value)
+        if lo is not None and value < lo:
+            raise ConfigError(f"{name} must be >= {lo}, got {value}")
+        if hi is not None and value > hi:
+            raise ConfigError(f"{name} must be <= {hi}, got {value}")
+        return value
+
+    return check
+
+
+def choice(*allowed: str) -> Callable:
+    def check(name: str, value: Any) -> str:
+        if value not in allowed:
+            raise ConfigError(f"unknown {name} {value!r}; allowed: {', '.join(map(repr, allowed))}")
+        return value
+
+    return check
+
+
+def list_of(item: Callable, *, min_len: int = 1) -> Callable:
+    def check(name: str, value: Any) -> tuple:
+        if isinstance(value, str):
+            value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+        if not isinstance(value, Iterable):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        out = tuple(item(f"{name}[{i}]", v) for i, v in enumerate(value))
+        if len(out) < min_len:
+            raise ConfigError(f"{name} needs at least {min_len} value(s)")
+        return out
+
+    return check
+
+
+def optional_path(name: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{name} must be a path, got {value!r}")
+    return os.path.expanduser(str(value))
+
+
+def text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "imagefolder")
+MODELS = ("small_cnn", "resnet10", "preact_resnet18")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+#: Every parameter a chapter may take, with its validator.  Chapters add their own
+#: knobs to this table through :func:`register` so that one place knows them all.
+SCHEMA: dict[str, Callable] = {
+    "profile": text,
+    "device": choice(*DEVICES),
+    "seed": integer(0, 2**31 - 1),
+    # data
+    "dataset": choice(*DATASETS),
+    "data_dir": optional_path,
+    "n_train": integer(10),
+    "n_heldout": integer(10),
+    "n_test": integer(10),
+    "download": lambda n, v: bool(v),
+    # models and training
+    "model": choice(*MODELS),
+    "robust_model": choice(*MODELS),
+    "epochs": integer(1, 10_000),
+    "robust_epochs": integer(1, 10_000),
+    "batch_size": integer(1, 1_000_000),
+    "lr": number(0.0, 10.0, lo_open=True),
+    "weight_decay": number(0.0, 1.0),
+    "train_eps": number(0.0, 1.0),
+    "train_step_size": number(0.0, 1.0, lo_open=True),
+    "train_steps": integer(1, 1000),
+    # attacks
+    "eps": number(0.0, 1.0, lo_open=True),
+    "step_size": number(0.0, 1.0, lo_open=True),
+    "steps": integer(0, 10_000),
+    "step_grid": list_of(integer(0, 10_000)),
+    "eps_grid": list_of(number(0.0, 1.0)),
+    "n_eval": integer(10),
+    "hist_steps": integer(0, 10_000),
+    # energy detector
+    "temperatures": list_of(number(0.0, 1e6, lo_open=True)),
+    "n_seeds": integer(1, 100),
+}
+
+
+def register(**validators: Callable) -> None:
+    """Add chapter-specific parameters to :data:`SCHEMA`."""
+    SCHEMA.update(validators)
+
+
+_TEMPERATURES = (0.1, 0.2, 0.5, 1.0, 2.0, 10.0, 20.0)
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # CPU, offline, a few minutes: 8x8 digits that ship with scikit-learn.
+    "quick": dict(
+        device="auto",
+        seed=0,
+        dataset="digits",
+        data_dir=None,
+        n_train=None,
+        n_heldout=None,
+        n_test=None,
+        download=False,
+        model="small_cnn",
+        robust_model="small_cnn",
+        epochs=30,
+        robust_epochs=40,
+        batch_size=64,
+        lr=0.05,
+        weight_decay=5e-4,
+        train_eps=0.15,
+        train_step_size=0.0375,
+        train_steps=7,
+        eps=0.3,
+        step_size=0.0375,
+        steps=40,
+        step_grid=(0, 2, 5, 10, 20, 40),
+        eps_grid=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5),
+        n_eval=None,
+        hist_steps=20,
+        temperatures=_TEMPERATURES,
+        n_seeds=5,
+    ),
+    # The paper's scale: CIFAR-10, ResNet-10 (standard) and PreActResNet-18 (PGD-AT), a GPU.
+    "paper": dict(
+        device="auto",
+        seed=0,
+        dataset="cifar10",
+        data_dir=None,
+        n_train=None,
+        n_heldout=5000,
+        n_test=None,
+        download=True,
+        model="resnet10",
+        robust_model="preact_resnet18",
+        epochs=30,
+        robust_epochs=30,
+        batch_size=128,
+        lr=0.1,
+        weight_decay=5e-4,
+        train_eps=8 / 255,
+        train_step_size=2 / 255,
+        train_steps=10,
+        eps=8 / 255,
+        step_size=1 / 255,
+        steps=40,
+        step_grid=(0, 2, 5, 10, 20, 40),
+        eps_grid=(0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255),
+        n_eval=2000,
+        hist_steps=20,
+        temperatures=_TEMPERATURES,
+        n_seeds=3,
+    ),
+}
+
+
+def add_profile_defaults(profile: str, **values: Any) -> None:
+    """Chapters' own knobs get a default in each profile through this call."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; allowed: {', '.join(map(repr, PROFILES))}")
+    PROFILES[profile].update(values)
+
+
+@dataclass(frozen=True)
+class Config(Mapping):
+    """A validated, immutable set of parameters with attribute access."""
+
+    values: tuple
+
+    def __getattr__(self, key: str) -> Any:
+        d = dict(object.__getattribute__(self, "values"))
+        if key in d:
+            return d[key]
+        raise AttributeError(key)
+
+    def __getitem__(self, key: str) -> Any:
+        return dict(self.values)[key]
+
+    def __iter__(self):
+        return (k for k, _ in self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def replace(self, **changes: Any) -> "Config":
+        d = dict(self.values)
+        for k, v in changes.items():
+            if k not in d:
+                raise ConfigError(f"unknown parameter {k!r}")
+            d[k] = SCHEMA[k](k, v) if v is not None and k in SCHEMA else v
+        return Config(tuple(d.items()))
+
+    def table(self) -> str:
+        """The resolved parameters as a small Markdown table."""
+        rows = ["| parameter | value |", "|---|---|"]
+        for k, v in self.values:
+            if isinstance(v, float):
+                v = f"{v:.4g}"
+            elif isinstance(v, tuple):
+                v = ", ".join(f"{x:.4g}" if isinstance(x, float) else str(x) for x in v)
+            rows.append(f"| `{k}` | {v} |")
+        return "\n".join(rows)
+
+
+def resolve(profile: str = "quick", **overrides: Any) -> Config:
+    """Merge ``overrides`` (``None`` = the profile's value) over ``profile`` and validate.
+
+    Raises :class:`ConfigError` naming the allowed values or the fix for an unknown
+    profile or parameter, a value out of range, or a device that is not available.
+    """
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; allowed: {', '.join(map(repr, PROFILES))}")
+    merged = dict(PROFILES[profile])
+    for key, value in overrides.items():
+        if key not in SCHEMA:
+            raise ConfigError(f"unknown parameter {key!r}; known: {', '.join(sorted(SCHEMA))}")
+        if value is not None:
+            merged[key] = value
+    out: dict[str, Any] = {"profile": profile}
+    for key, value in merged.items():
+        if key not in SCHEMA:
+            raise ConfigError(f"profile {profile!r} sets unknown parameter {key!r}")
+        out[key] = value if value is None else SCHEMA[key](key, value)
+    if out.get("dataset") == "imagefolder" and not out.get("data_dir"):
+        raise ConfigError("dataset='imagefolder' needs data_dir= a folder with train/ and test/ sub-folders")
+    pick_device(out.get("device", "auto"))  # fail now, not after the data loaded
+    return Config(tuple(out.items()))
+
+
+# ------------------------------------------------------------------------ devices
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; an explicit request must be available."""
+    if isinstance(device, torch.device):
+        device = device.type
+    if device not in DEVICES:
+        raise ConfigError(f"unknown device {device!r}; allowed: {', '.join(map(repr, DEVICES))}")
+    has_mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if has_mps else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' was requested but CUDA is not available here; use device='auto' or 'cpu'")
+    if device == "mps" and not has_mps:
+        raise ConfigError("device='mps' was requested but MPS is not available here; use device='auto' or 'cpu'")
+    return torch.device(device)
+
+
+# ------------------------------------------------------------------------ seeding
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch, and ask torch for deterministic kernels.
+
+    Returns a CPU ``torch.Generator`` seeded with ``seed`` for code that wants its own.
+    """
+    seed = integer(0, 2**31 - 1)("seed", seed)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if torch.backends.cudnn.is_available():
+        torch.backends.cudnn.benchmark = False
+    return torch.Generator().manual_seed(seed)

@@ -1,0 +1,272 @@
+"""Datasets as float tensors in [0, 1], NCHW, with a fixed train / held-out / test split.
+
+* ``digits`` — scikit-learn's 8x8 digits (1,797 images, ships inside scikit-learn):
+  the offline default.  Split 60 / 20 / 20 % with a fixed permutation.
+* ``mnist``, ``fashion-mnist``, ``cifar10`` — through torchvision; downloaded into
+  :func:`robgen_lib.config.data_root` when ``download=True`` and a network is there.
+  The held-out split is carved from the training set with a fixed permutation.
+* ``imagefolder`` — a user's own images: ``data_dir/train/<class>/*.png|jpg`` and
+  ``data_dir/test/<class>/*``; classes are the sorted folder names.
+
+The held-out split is for fitting things that must not see the test set (the energy
+detector's threshold).  The split never depends on the run's seed, only on ``split_seed``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .config import ConfigError, DATASETS, data_root
+
+__all__ = ["Split", "Dataset", "DataUnavailableError", "load_dataset"]
+
+
+class DataUnavailableError(ConfigError):
+    """The dataset's files are not here and cannot be fetched."""
+
+
+@dataclass
+class Split:
+    x: torch.Tensor  # (N, C, H, W) float32 in [0, 1]
+    y: torch.Tensor  # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device) -> "Split":
+        return Split(self.x.to(device), self.y.to(device))
+
+    def head(self, n: int | None) -> "Split":
+        return self if n is None else Split(self.x[:n], self.y[:n])
+
+    def of_class(self, k: int) -> "Split":
+        m = self.y == k
+        return Split(self.x[m], self.y[m])
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: Split
+    heldout: Split
+    test: Split
+    classes: list[str]
+    mean: tuple[float, ...] = field(default=())
+    std: tuple[float, ...] = field(default=())
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.x.shape[1:])
+
+    def fingerprint(self) -> dict:
+        """What identifies this data for the artifact cache."""
+        h = torch.tensor(0.0, dtype=torch.float64)
+        for s in (self.train, self.heldout, self.test):
+            h = h + s.x.double().sum() * 1e-3 + (s.y.double() * torch.arange(len(s.y), dtype=torch.float64)).sum()
+        return {
+            "name": self.name,
+            "sizes": [len(self.train), len(self.heldout), len(self.test)],
+            "shape": list(self.image_shape),
+            "checksum": round(float(h), 3),
+        }
+
+    def summary(self) -> str:
+        c, hgt, w = self.image_shape
+        return (f"{self.name}: {len(self.train)} train / {len(self.heldout)} held-out / "
+                f"{len(self.test)} test images, {c}x{hgt}x{w}, {self.num_classes} classes")
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _permute(n: int, seed: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+
+
+def _carve(x: torch.Tensor, y: torch.Tensor, n_heldout: int, seed: int) -> tuple[Split, Split]:
+    if n_heldout >= len(y):
+        raise ConfigError(f"n_heldout={n_heldout} leaves no training images (there are {len(y)})")
+    perm = _permute(len(y), seed)
+    held, train = perm[:n_heldout], perm[n_heldout:]
+    return Split(x[train], y[train]), Split(x[held], y[held])
+
+
+def _stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
+
+
+def _limit(s: Split, n: int | None, seed: int) -> Split:
+    if n is None or n >= len(s):
+        return s
+    idx = _permute(len(s), seed)[:n]
+    return Split(s.x[idx], s.y[idx])
+
+
+# ----------------------------------------------------------------------- loaders
+
+
+def _digits(split_seed: int):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(d.target, dtype=torch.int64)
+    perm = _permute(len(y), split_seed)
+    n = len(y)
+    n_test, n_held = n // 5, n // 5
+    te, he, tr = perm[:n_test], perm[n_test:n_test + n_held], perm[n_test + n_held:]
+    return Split(x[tr], y[tr]), Split(x[he], y[he]), Split(x[te], y[te]), [str(i) for i in range(10)]
+
+
+def _download_atomically(factory, root: str, name: str):
+    """Download with torchvision into a temporary folder, then move it into ``root``.
+
+    A failed download leaves nothing behind in ``root``.
+    """
+    os.makedirs(root, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{name}-download-", dir=root)
+    try:
+        factory(tmp, True)
+        for entry in os.listdir(tmp):
+            dst = os.path.join(root, entry)
+            if os.path.exists(dst):
+                shutil.rmtree(dst) if os.path.isdir(dst) else os.remove(dst)
+            os.replace(os.path.join(tmp, entry), dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _torchvision(name: str, root: str | None, download: bool):
+    import torchvision.datasets as tvd
+
+    cls = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10}[name]
+    root = root or os.path.join(data_root(), name)
+
+    def make(r, dl, train):
+        return cls(r, train=train, download=dl)
+
+    try:
+        tr, te = make(root, False, True), make(root, False, False)
+    except (RuntimeError, FileNotFoundError, OSError) as missing:
+        if not download:
+            raise DataUnavailableError(
+                f"{name} is not in {root} and download=False. Fix: run once with download=True on a machine "
+                f"with internet, copy torchvision's {name} files into {root} (or set ROBGEN_DATA / data_dir), "
+                f"or use dataset='imagefolder' with data_dir=<folder with train/ and test/>."
+            ) from missing
+        try:
+            _download_atomically(lambda r, dl: (make(r, dl, True), make(r, dl, False)), root, name)
+            tr, te = make(root, False, True), make(root, False, False)
+        except Exception as err:  # network errors come in many types
+            raise DataUnavailableError(
+                f"{name} is not in {root} and could not be downloaded ({type(err).__name__}: {err}). "
+                f"Fix: connect to the internet once, copy torchvision's {name} files into {root} "
+                f"(or set ROBGEN_DATA / data_dir), or use dataset='imagefolder' with data_dir=<folder>."
+            ) from None
+
+    def tensors(ds):
+        x = torch.as_tensor(np.asarray(ds.data))
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        return x.float().div_(255.0), torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+
+    (xtr, ytr), (xte, yte) = tensors(tr), tensors(te)
+    return xtr, ytr, xte, yte, list(tr.classes)
+
+
+_IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+
+def _list_folder(split_dir: str):
+    if not os.path.isdir(split_dir):
+        raise DataUnavailableError(
+            f"image folder {split_dir!r} does not exist; data_dir must hold train/<class>/ and test/<class>/ folders")
+    classes = sorted(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)))
+    if not classes:
+        raise DataUnavailableError(f"{split_dir!r} holds no class folders")
+    files = []
+    for k, c in enumerate(classes):
+        for f in sorted(os.listdir(os.path.join(split_dir, c))):
+            if f.lower().endswith(_IMAGE_EXT):
+                files.append((os.path.join(split_dir, c, f), k))
+    if not files:
+        raise DataUnavailableError(f"{split_dir!r} holds no images ({', '.join(_IMAGE_EXT)})")
+    return classes, files
+
+
+def _read_images(files, limit: int | None, seed: int):
+    from PIL import Image
+
+    if limit is not None and limit < len(files):
+        idx = _permute(len(files), seed)[:limit].sort().values
+        files = [files[i] for i in idx]
+    xs, ys = [], []
+    for path, k in files:
+        with Image.open(path) as im:
+            xs.append(torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy()))
+        ys.append(k)
+    shapes = {tuple(x.shape) for x in xs}
+    if len(shapes) != 1:
+        raise ConfigError(f"images in the folder have different sizes {sorted(shapes)[:3]}...; resize them first")
+    x = torch.stack(xs).permute(0, 3, 1, 2).float().div_(255.0)
+    return x, torch.tensor(ys, dtype=torch.int64)
+
+
+def _imagefolder(data_dir: str, n_train: int | None, n_test: int | None, seed: int):
+    classes, train_files = _list_folder(os.path.join(data_dir, "train"))
+    test_classes, test_files = _list_folder(os.path.join(data_dir, "test"))
+    if test_classes != classes:
+        raise ConfigError(f"train/ and test/ in {data_dir!r} hold different class folders")
+    xtr, ytr = _read_images(train_files, n_train, seed)
+    xte, yte = _read_images(test_files, n_test, seed + 1)
+    return xtr, ytr, xte, yte, classes
+
+
+def load_dataset(
+    name: str = "digits",
+    *,
+    data_dir: str | None = None,
+    download: bool = False,
+    n_train: int | None = None,
+    n_heldout: int | None = None,
+    n_test: int | None = None,
+    split_seed: int = 0,
+) -> Dataset:
+    """Load ``name`` as in-memory tensors with a fixed train / held-out / test split.
+
+    ``n_train``/``n_test`` keep a fixed random subset (for reduced-size runs);
+    ``n_heldout`` is carved from the training images (default: 10 % of them,
+    or 20 % of all images for ``digits``).
+    """
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; allowed: {', '.join(map(repr, DATASETS))}")
+    if name == "digits":
+        train, heldout, test, classes = _digits(split_seed)
+        if n_heldout is not None:
+            pool = Split(torch.cat([train.x, heldout.x]), torch.cat([train.y, heldout.y]))
+            train, heldout = _carve(pool.x, pool.y, n_heldout, split_seed + 1)
+        train, test = _limit(train, n_train, split_seed + 2), _limit(test, n_test, split_seed + 3)
+    else:
+        if name == "imagefolder":
+            if not data_dir:
+                raise ConfigError("dataset='imagefolder' needs data_dir= a folder with train/ and test/ sub-folders")
+            extra = None if n_train is None else n_train + (n_heldout or max(1, n_train // 10))
+            xtr, ytr, xte, yte, classes = _imagefolder(data_dir, extra, n_test, split_seed)
+        else:
+            xtr, ytr, xte, yte, classes = _torchvision(name, data_dir, download)
+        n_held = n_heldout if n_heldout is not None else max(1, len(ytr) // 10)
+        train, heldout = _carve(xtr, ytr, n_held, split_seed + 1)
+        train = _limit(train, n_train, split_seed + 2)
+        test = _limit(Split(xte, yte), n_test, split_seed + 3)
+    mean, std = _stats(train.x)
+    return Dataset(name, train, heldout, test, classes, mean, std)

@@ -1,0 +1,129 @@
+"""Evaluations the chapters share: accuracy and energy along an attack, sweeps over ε,
+histogram overlap, and the energy-detector study.  Results are plain dicts of tensors
+and numbers so that they can be cached in the artifact store (see :func:`cached`).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .attacks import attack_path, ce_loss, predict_logits
+from .data import Split
+from .energy import EnergyDetector, ce_decomposition, marginal_energy, roc_curve
+from .store import ArtifactStore
+
+__all__ = [
+    "accuracy_of", "cached", "identity_gap", "energy_path", "eps_sweep", "histogram_overlap",
+    "detector_study", "first_crossing",
+]
+
+
+def accuracy_of(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return float((logits.argmax(1) == y).float().mean())
+
+
+def cached(store: ArtifactStore | None, kind: str, spec: dict, build: Callable[[], dict]) -> dict:
+    """``build()`` through the artifact store when one is given (results, not models)."""
+    return build() if store is None else store.get_or_build(kind, spec, build)
+
+
+def identity_gap(model: nn.Module, split: Split) -> dict:
+    """max |CE - (E(x,y) - E(x))| over ``split`` and the three means."""
+    logits = predict_logits(model, split.x)
+    ce, exy, ex = ce_decomposition(logits.double(), split.y)
+    return {"max_abs_gap": float((ce - (exy - ex)).abs().max()), "mean_ce": float(ce.mean()),
+            "mean_joint": float(exy.mean()), "mean_marginal": float(ex.mean()), "n": len(split)}
+
+
+def energy_path(model: nn.Module, split: Split, record: Sequence[int], *, eps: float, step_size: float,
+                norm: str = "linf", loss=ce_loss, seed: int = 0, batch_size: int = 512,
+                progress: bool = True) -> dict:
+    """Accuracy and marginal energy after each of ``record`` PGD steps (plus the clean data).
+
+    Returns ``steps``, ``accuracy``, ``mean_energy`` (lists, clean first as step -1)
+    and ``energy`` (a tensor of shape (len(record) + 1, N)).
+    """
+    clean = predict_logits(model, split.x)
+    path = attack_path(model, split.x, split.y, record, eps=eps, step_size=step_size, norm=norm, loss=loss,
+                       seed=seed, batch_size=batch_size, progress=progress)
+    ks = sorted(path)
+    logits = [clean] + [path[k] for k in ks]
+    energies = torch.stack([marginal_energy(lg) for lg in logits])
+    return {"steps": [-1] + ks, "accuracy": [accuracy_of(lg, split.y) for lg in logits],
+            "mean_energy": energies.mean(1).tolist(), "energy": energies}
+
+
+def eps_sweep(model: nn.Module, split: Split, eps_grid: Sequence[float], *, steps: int, step_ratio: float,
+              norm: str = "linf", loss=ce_loss, seed: int = 0, batch_size: int = 512,
+              progress: bool = True) -> dict:
+    """Accuracy and mean energy after ``steps`` PGD steps of size ``step_ratio·ε``, for each ε."""
+    acc, mean_e, energies = [], [], []
+    for eps in eps_grid:
+        if eps == 0:
+            logits = predict_logits(model, split.x)
+        else:
+            logits = attack_path(model, split.x, split.y, [steps], eps=eps, step_size=step_ratio * eps, norm=norm,
+                                 loss=loss, seed=seed, batch_size=batch_size, progress=progress)[steps]
+        e = marginal_energy(logits)
+        acc.append(accuracy_of(logits, split.y))
+        mean_e.append(float(e.mean()))
+        energies.append(e)
+    return {"eps": [float(e) for e in eps_grid], "accuracy": acc, "mean_energy": mean_e,
+            "energy": torch.stack(energies)}
+
+
+def histogram_overlap(a, b, bins: int = 60) -> float:
+    """Overlap coefficient of two samples' histograms on shared bins: Σ min(p_i, q_i) ∈ [0, 1].
+
+    1 = identical distributions, 0 = disjoint supports.
+    """
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    lo, hi = min(a.min(), b.min()), max(a.max(), b.max())
+    if hi <= lo:
+        return 1.0
+    edges = np.linspace(lo, hi, bins + 1)
+    p = np.histogram(a, edges)[0] / len(a)
+    q = np.histogram(b, edges)[0] / len(b)
+    return float(np.minimum(p, q).sum())
+
+
+def first_crossing(xs: Sequence[float], values: Sequence[float], level: float) -> float | None:
+    """The first x from which ``values`` stay below ``level`` to the end of the sweep (None if never)."""
+    below = [v < level for v in values]
+    for i in range(len(xs)):
+        if all(below[i:]):
+            return xs[i]
+    return None
+
+
+def detector_study(model: nn.Module, heldout: Split, test: Split, *, temperatures: Sequence[float], eps: float,
+                   step_size: float, steps: int, norm: str = "linf", loss=ce_loss, seed: int = 0,
+                   batch_size: int = 512, progress: bool = True) -> dict:
+    """Fit the energy detector on held-out clean vs attacked images, test it on the test split.
+
+    For each temperature T: the threshold (max TPR - FPR on held-out), test TPR, FPR and
+    AUROC.  Also the test ROC curve at T = 1 and the attack's test accuracy.
+    """
+    def logits_pair(split: Split, s: int):
+        clean = predict_logits(model, split.x)
+        adv = attack_path(model, split.x, split.y, [steps], eps=eps, step_size=step_size, norm=norm, loss=loss,
+                          seed=s, batch_size=batch_size, progress=progress)[steps]
+        return clean, adv
+
+    h_clean, h_adv = logits_pair(heldout, seed)
+    t_clean, t_adv = logits_pair(test, seed + 1)
+    rows = {"temperature": [], "threshold": [], "tpr": [], "fpr": [], "auroc": []}
+    for t in temperatures:
+        det = EnergyDetector(t).fit(marginal_energy(h_clean, t), marginal_energy(h_adv, t))
+        rep = det.evaluate(marginal_energy(t_clean, t), marginal_energy(t_adv, t))
+        for k, v in (("temperature", t), ("threshold", rep.threshold), ("tpr", rep.tpr), ("fpr", rep.fpr),
+                     ("auroc", rep.auroc)):
+            rows[k].append(float(v))
+    fpr, tpr, _ = roc_curve(-marginal_energy(t_clean).numpy(), -marginal_energy(t_adv).numpy())
+    return {**rows, "roc_fpr": torch.tensor(fpr), "roc_tpr": torch.tensor(tpr),
+            "attack_accuracy": accuracy_of(t_adv, test.y), "clean_accuracy": accuracy_of(t_clean, test.y),
+            "test_clean_energy": marginal_energy(t_clean), "test_adv_energy": marginal_energy(t_adv)}

@@ -1,0 +1,37 @@
+"""Classifiers of the book.  Every one maps images in [0, 1] to logits of shape (N, K);
+normalisation is the first layer inside the model."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import ConfigError, MODELS
+from .classifiers import Normalize, PreActResNet18, ResNet10, SmallCNN
+
+__all__ = ["Normalize", "SmallCNN", "ResNet10", "PreActResNet18", "build_model", "count_parameters"]
+
+
+def build_model(name: str, *, in_channels: int, num_classes: int, image_size: int,
+                mean=None, std=None) -> nn.Module:
+    """A classifier by name, with ``Normalize(mean, std)`` in front of it."""
+    if name == "small_cnn":
+        body = SmallCNN(in_channels, num_classes)
+    elif name == "resnet10":
+        body = ResNet10(in_channels, num_classes, stem_stride=1 if image_size <= 64 else 2)
+    elif name == "preact_resnet18":
+        body = PreActResNet18(in_channels, num_classes)
+    else:
+        raise ConfigError(f"unknown model {name!r}; allowed: {', '.join(map(repr, MODELS))}")
+    mean = mean if mean is not None else (0.5,) * in_channels
+    std = std if std is not None else (0.5,) * in_channels
+    return nn.Sequential(Normalize(mean, std), body)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")

@@ -1,0 +1,114 @@
+"""Figure helpers the chapters share (matplotlib; each returns the Figure)."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
+
+
+def _np(a):
+    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+
+def energy_histograms(panels: Mapping[str, Mapping[str, object]], *, bins: int = 40, xlabel: str = "E(x)"):
+    """One panel per model: overlaid histograms of energies, e.g. clean vs attacked."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.4), squeeze=False)
+    for ax, (title, series) in zip(axes[0], panels.items()):
+        arrays = {k: _np(v).ravel() for k, v in series.items()}
+        lo = min(a.min() for a in arrays.values())
+        hi = max(a.max() for a in arrays.values())
+        edges = np.linspace(lo, hi, bins + 1)
+        for i, (label, a) in enumerate(arrays.items()):
+            style = dict(alpha=0.45) if i == 0 else dict(histtype="step", lw=2)
+            ax.hist(a, edges, color=PALETTE[i % len(PALETTE)], label=f"{label} (mean {a.mean():.1f})",
+                    density=True, **style)
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("density")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def curves_with_accuracy(x: Sequence[float], panels: Mapping[str, Mapping[str, Sequence[float]]], *, xlabel: str,
+                         clean_energy: Mapping[str, float] | None = None, xticklabels=None):
+    """Mean energy (left axis, solid) and accuracy (right axis, dashed) against ``x``.
+
+    ``panels``: title → {"mean_energy": [...], "accuracy": [...]}.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.4), squeeze=False)
+    for i, (ax, (title, d)) in enumerate(zip(axes[0], panels.items())):
+        ax.plot(x, d["mean_energy"], "o-", color=PALETTE[0], label="mean E(x) attacked")
+        if clean_energy and title in clean_energy:
+            ax.axhline(clean_energy[title], color=PALETTE[0], ls=":", label="mean E(x) clean")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("mean energy", color=PALETTE[0])
+        if xticklabels is not None:
+            ax.set_xticks(x, xticklabels)
+        ax2 = ax.twinx()
+        ax2.plot(x, [100 * a for a in d["accuracy"]], "s--", color=PALETTE[1], label="accuracy")
+        ax2.set_ylabel("accuracy (%)", color=PALETTE[1])
+        ax2.set_ylim(-3, 103)
+        ax.set_title(title)
+        lines = ax.get_legend_handles_labels()
+        lines2 = ax2.get_legend_handles_labels()
+        ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def roc_curves(curves: Mapping[str, tuple], *, title: str = "ROC"):
+    """``curves``: label → (fpr, tpr, auroc)."""
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    for i, (label, (fpr, tpr, auc)) in enumerate(curves.items()):
+        ax.plot(_np(fpr), _np(tpr), color=PALETTE[i % len(PALETTE)], label=f"{label} (AUROC {auc:.2f})")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("false-positive rate (clean flagged)")
+    ax.set_ylabel("true-positive rate (attacked flagged)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def series(x: Sequence[float], lines: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str,
+           logx: bool = False, title: str = "", ylim=None):
+    """Several lines against one x axis."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    for i, (label, ys) in enumerate(lines.items()):
+        ax.plot(x, ys, "o-", color=PALETTE[i % len(PALETTE)], label=label)
+    if logx:
+        ax.set_xscale("log")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images, *, nrow: int = 8, title: str = ""):
+    """Show a batch of images in [0, 1] (N, C, H, W) as one grid."""
+    imgs = _np(images)
+    n = len(imgs)
+    ncol = min(nrow, n)
+    rows = int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(rows, ncol, figsize=(1.1 * ncol, 1.1 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img in zip(axes.ravel(), imgs):
+        if img.shape[0] == 1:
+            ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
+        else:
+            ax.imshow(np.clip(img.transpose(1, 2, 0), 0, 1))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,58 @@
+"""Verdicts and the closing "paper vs this run" table.
+
+A verdict states a claim, the paper's number, the number measured in this run, and one
+of ``reproduced`` / ``not reproduced`` / ``reproduced only when …`` — decided by a
+test on the measured values that the chapter shows next to it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: str
+    paper: str
+    measured: str
+    status: str
+
+    def __str__(self) -> str:
+        return (f"Claim:    {self.claim}\nPaper:    {self.paper}\nThis run: {self.measured}\n"
+                f"Verdict:  {self.status}")
+
+
+def verdict(claim: str, paper: str, measured: str, holds: bool, *, only_when: str | None = None) -> Verdict:
+    """``holds`` → reproduced; else ``only_when`` (the conditions under which it does) or not reproduced."""
+    if holds:
+        status = "reproduced"
+    elif only_when:
+        status = f"reproduced only when {only_when}"
+    else:
+        status = "not reproduced"
+    return Verdict(claim, paper, measured, status)
+
+
+@dataclass
+class Report:
+    """The verdicts of one chapter run, in order."""
+
+    profile: str
+    verdicts: list = field(default_factory=list)
+
+    def add(self, v: Verdict) -> Verdict:
+        self.verdicts.append(v)
+        return v
+
+    def markdown(self) -> str:
+        rows = [f"| claim | paper | this run (profile `{self.profile}`) | verdict |", "|---|---|---|---|"]
+        for v in self.verdicts:
+            rows.append(f"| {v.claim} | {v.paper} | {v.measured} | **{v.status}** |")
+        return "\n".join(rows)
+
+    def counts(self) -> dict:
+        out = {"reproduced": 0, "partly": 0, "not reproduced": 0}
+        for v in self.verdicts:
+            key = "reproduced" if v.status == "reproduced" else ("not reproduced" if v.status == "not reproduced"
+                                                                   else "partly")
+            out[key] += 1
+        return out
