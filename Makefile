@@ -1,0 +1,38 @@
+# The two commands:   make book   (set up, execute every chapter at the quick profile, render HTML)
+#                     make test   (set up, unit tests + nbval over the chapters + the book builds)
+# Each sets up its own virtual environment in .venv from the pins in pyproject.toml.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.robgen-installed
+export TQDM_DISABLE ?= 1
+
+.PHONY: book test setup bench notebooks clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[book,test]"
+	touch $@
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . -W --keep-going
+	@echo "The book is in _build/html/index.html"
+
+test: $(STAMP)
+	$(PY) -m pytest --nbval-lax chapters tests
+
+# Development only: the speed benchmark compares the book's PGD with torchattacks'.
+bench: $(STAMP)
+	$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1
+	$(PY) benchmarks/bench_chapter1.py
+
+# Re-execute the committed notebooks in place at their default profile.
+notebooks: $(STAMP)
+	for nb in chapters/*.ipynb; do $(VENV)/bin/jupyter execute --inplace --timeout=3600 $$nb || exit 1; done
+
+clean:
+	rm -rf _build

@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from robgen_lib.attacks import L2Rule, LinfRule, attack, attack_path, pgd, predict_logits
+from robgen_lib.config import ConfigError
+
+
+def test_linf_pgd_stays_in_ball_and_box(trained, digits):
+    x, y = digits.test.x[:64], digits.test.y[:64]
+    adv = pgd(trained.model, x, y, eps=0.1, step_size=0.03, steps=10)
+    assert (adv - x).abs().max() <= 0.1 + 1e-6
+    assert adv.min() >= 0 and adv.max() <= 1
+
+
+def test_l2_pgd_stays_in_ball_and_box(trained, digits):
+    x, y = digits.test.x[:64], digits.test.y[:64]
+    adv = pgd(trained.model, x, y, eps=0.5, step_size=0.1, steps=10, norm="l2")
+    assert (adv - x).flatten(1).norm(dim=1).max() <= 0.5 + 1e-5
+    assert adv.min() >= 0 and adv.max() <= 1
+
+
+def test_l2_projection():
+    rule = L2Rule(1.0)
+    x = torch.full((2, 1, 2, 2), 0.5)
+    far = x + torch.tensor([0.3, 0.4, 0.0, 0.0]).view(1, 1, 2, 2) * torch.tensor([10.0, 1.0]).view(2, 1, 1, 1)
+    out = rule.project(far.clamp(-10, 10), x)
+    # First: ‖δ‖ = 5 is scaled to 1 before the box clamp; second: ‖δ‖ = 0.5 is kept.
+    assert torch.allclose(out[0].flatten(), torch.tensor([0.5 + 0.6, 0.5 + 0.8, 0.5, 0.5]).clamp(0, 1))
+    assert torch.allclose(out[1], far[1])
+
+
+def test_linf_projection():
+    rule = LinfRule(0.1)
+    x = torch.full((1, 1, 1, 3), 0.95)
+    out = rule.project(torch.tensor([0.5, 1.2, 0.97]).view(1, 1, 1, 3), x)
+    assert torch.allclose(out.flatten(), torch.tensor([0.85, 1.0, 0.97]))
+
+
+def test_pgd_drives_accuracy_down(trained, digits):
+    x, y = digits.test.x, digits.test.y
+    clean = (predict_logits(trained.model, x).argmax(1) == y).float().mean()
+    adv = attack(trained.model, x, y, eps=0.3, step_size=0.05, steps=20)
+    robust = (predict_logits(trained.model, adv).argmax(1) == y).float().mean()
+    assert clean > 0.9
+    assert robust < 0.1
+
+
+def test_targeted_pgd_reaches_target(trained, digits):
+    x, y = digits.test.x[:50], digits.test.y[:50]
+    target = (y + 1) % 10
+    adv = pgd(trained.model, x, target, eps=0.5, step_size=0.05, steps=40, targeted=True)
+    hit = (predict_logits(trained.model, adv).argmax(1) == target).float().mean()
+    assert hit > 0.9
+
+
+def test_attack_path_records_each_step(trained, digits):
+    x, y = digits.test.x[:40], digits.test.y[:40]
+    path = attack_path(trained.model, x, y, [0, 3, 5], eps=0.2, step_size=0.05, batch_size=16)
+    assert sorted(path) == [0, 3, 5] and all(v.shape == (40, 10) for v in path.values())
+    # The last record equals a direct 5-step attack with the same random start.
+    direct = attack(trained.model, x, y, eps=0.2, step_size=0.05, steps=5, batch_size=16)
+    assert torch.allclose(path[5], predict_logits(trained.model, direct), atol=1e-5)
+
+
+def test_attack_restores_training_mode(trained, digits):
+    trained.model.train()
+    pgd(trained.model, digits.test.x[:4], digits.test.y[:4], eps=0.1, step_size=0.05, steps=1)
+    assert trained.model.training
+    trained.model.eval()
+
+
+@pytest.mark.parametrize("kw", [dict(eps=-0.1), dict(eps=float("nan")), dict(eps=2.0), dict(steps=-1),
+                                dict(step_size=-1.0), dict(norm="l3")])
+def test_bad_attack_parameters_are_refused(trained, digits, kw):
+    args = {**dict(eps=0.1, step_size=0.01, steps=2), **kw}
+    with pytest.raises(ConfigError):
+        pgd(trained.model, digits.test.x[:2], digits.test.y[:2], **args)

@@ -1,0 +1,58 @@
+"""The book builds (executing its chapters) and each chapter page holds its figures.
+
+Runs after nbval in `make test` (pytest --nbval-lax chapters tests), so the models the
+chapters need are already in the artifact cache.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHAPTERS = sorted(f for f in os.listdir(os.path.join(ROOT, "chapters")) if f.endswith(".ipynb"))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("book")
+    exe = shutil.which("jupyter-book", path=os.path.dirname(sys.executable)) or shutil.which("jupyter-book")
+    proc = subprocess.run([exe, "build", ROOT, "--path-output", str(out), "-W", "--keep-going"],
+                          capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return out / "_build" / "html"
+
+
+def test_every_chapter_is_in_the_toc():
+    toc = open(os.path.join(ROOT, "_toc.yml")).read()
+    for nb in CHAPTERS:
+        assert f"chapters/{nb[:-6]}" in toc
+
+
+@pytest.mark.parametrize("nb", CHAPTERS)
+def test_chapter_page_holds_its_figures(built, nb):
+    page = (built / "chapters" / (nb[:-6] + ".html")).read_text()
+    figures = re.findall(r'<img[^>]+src="([^"]+\.png)"', page)
+    expected = sum(1 for c in nbformat.read(os.path.join(ROOT, "chapters", nb), 4).cells
+                   if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
+    assert expected > 0 and len(figures) >= expected
+    for src in figures:
+        assert (built / "chapters" / src).resolve().exists(), src
+    assert "Verdict:" in page and "paper vs this run" in page.lower()
+    assert "bibliography.html#" in page  # citations link into the bibliography
+
+
+def test_committed_notebooks_follow_the_conventions():
+    for nb in CHAPTERS:
+        cells = nbformat.read(os.path.join(ROOT, "chapters", nb), 4).cells
+        code = [c for c in cells if c.cell_type == "code"]
+        tags = [c.metadata.get("tags", []) for c in code]
+        assert sum("parameters" in t for t in tags) == 1, nb
+        assert not any("injected-parameters" in t for t in tags), nb
+        assert any("nbval-check-output" in t for t in tags), nb
+        assert all(c.get("outputs") or not c.source.strip() or "parameters" in c.metadata.get("tags", [])
+                   for c in code), f"{nb} has code cells without outputs"
+        assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", [])), nb

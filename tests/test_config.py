@@ -1,0 +1,91 @@
+import math
+import os
+
+import pytest
+import torch
+
+from robgen_lib.book import Chapter
+from robgen_lib.config import ConfigError, pick_device, resolve, seed_everything
+from robgen_lib.data import DataUnavailableError, load_dataset
+from robgen_lib.models import build_model
+
+
+def test_defaults_resolve():
+    cfg = resolve()
+    assert cfg.profile == "quick" and cfg.dataset == "digits" and cfg.device == "auto"
+    assert resolve("paper").dataset == "cifar10"
+    assert resolve(eps="8/255").eps == pytest.approx(8 / 255)
+    assert resolve(step_grid="0, 5,10").step_grid == (0, 5, 10)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(profile="huge"), "allowed: 'quick', 'paper'"),
+    (dict(dataset="imagenet"), "allowed: 'digits'"),
+    (dict(model="vgg"), "allowed: 'small_cnn'"),
+    (dict(eps=-0.1), "eps must be >"),
+    (dict(eps=float("nan")), "finite"),
+    (dict(eps=3.0), "<= 1.0"),
+    (dict(eps="lots"), "number"),
+    (dict(steps=-5), "steps must be >= 0"),
+    (dict(steps=2.5), "integer"),
+    (dict(steps=10**9), "<="),
+    (dict(lr=0.0), "lr must be >"),
+    (dict(temperatures=[1.0, -2.0]), "temperatures"),
+    (dict(colour="red"), "unknown parameter 'colour'"),
+    (dict(dataset="imagefolder"), "needs data_dir"),
+])
+def test_bad_parameters_name_the_fix(kw, match):
+    profile = kw.pop("profile", "quick")
+    with pytest.raises(ConfigError, match=match):
+        resolve(profile, **kw)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_without_cuda():
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        resolve(device="cuda")
+    assert pick_device("auto").type in {"cpu", "mps"}
+
+
+def test_unknown_model_name():
+    with pytest.raises(ConfigError, match="allowed"):
+        build_model("vgg", in_channels=1, num_classes=10, image_size=8)
+
+
+def test_offline_dataset_fails_before_any_work(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ROBGEN_CACHE", str(cache))
+    monkeypatch.setenv("ROBGEN_DATA", str(tmp_path / "data"))
+    with pytest.raises(DataUnavailableError, match="download=True"):
+        Chapter("quick", dataset="cifar10", download=False)
+    assert not cache.exists()  # nothing trained, nothing half-written
+
+
+def test_failed_download_leaves_nothing(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    def no_network(*a, **k):
+        raise OSError("no network")
+
+    monkeypatch.setattr(tvd.utils, "urlretrieve", no_network, raising=False)
+    monkeypatch.setattr(tvd.utils, "_urlretrieve", no_network, raising=False)
+    with pytest.raises(DataUnavailableError, match="could not be downloaded"):
+        load_dataset("mnist", data_dir=str(tmp_path / "mnist"), download=True)
+    leftovers = [p for p in (tmp_path / "mnist").rglob("*") if p.is_file()] if (tmp_path / "mnist").exists() else []
+    assert leftovers == []
+
+
+def test_bad_chapter_parameters_fail_before_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROBGEN_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ConfigError):
+        Chapter("quick", eps=float("inf"))
+    assert not (tmp_path / "cache").exists()
+
+
+def test_seed_everything_is_deterministic():
+    seed_everything(3)
+    a = torch.rand(3)
+    seed_everything(3)
+    assert torch.equal(a, torch.rand(3))
+    with pytest.raises(ConfigError):
+        seed_everything(-1)

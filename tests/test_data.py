@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from robgen_lib.config import ConfigError
+from robgen_lib.data import DataUnavailableError, load_dataset
+
+
+def test_digits_shapes_ranges_and_split(digits):
+    for split in (digits.train, digits.heldout, digits.test):
+        assert split.x.dtype == torch.float32 and split.x.shape[1:] == (1, 8, 8)
+        assert 0.0 <= split.x.min() and split.x.max() <= 1.0
+        assert split.y.dtype == torch.int64 and set(split.y.tolist()) <= set(range(10))
+    assert len(digits.train) + len(digits.heldout) + len(digits.test) == 1797
+    assert digits.num_classes == 10
+
+
+def test_split_is_deterministic_and_disjoint(digits):
+    again = load_dataset("digits")
+    assert torch.equal(again.test.x, digits.test.x) and torch.equal(again.heldout.y, digits.heldout.y)
+    flat = lambda s: {tuple(r) for r in s.x.flatten(1).mul(16).round().int().tolist()}
+    # The digits data holds a few duplicate images; the splits are disjoint in index, so
+    # nearly disjoint in content.
+    assert len(flat(digits.test) & flat(digits.train)) < 10
+    other = load_dataset("digits", split_seed=1)
+    assert not torch.equal(other.test.y, digits.test.y)
+
+
+def test_limits_and_heldout_size():
+    d = load_dataset("digits", n_train=200, n_heldout=100, n_test=50)
+    assert (len(d.train), len(d.heldout), len(d.test)) == (200, 100, 50)
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 3)):
+        for cls in ("cat", "dog"):
+            folder = tmp_path / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                level = 40 if cls == "cat" else 200
+                arr = np.clip(rng.normal(level, 10, (12, 12, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(arr).save(folder / f"{i}.png")
+    return tmp_path
+
+
+def test_image_folder(image_folder):
+    d = load_dataset("imagefolder", data_dir=str(image_folder), n_heldout=2)
+    assert d.classes == ["cat", "dog"]
+    assert (len(d.train), len(d.heldout), len(d.test)) == (10, 2, 6)
+    assert d.train.x.shape[1:] == (3, 12, 12) and d.train.x.max() <= 1.0
+    dark = d.test.x[d.test.y == 0].mean()
+    bright = d.test.x[d.test.y == 1].mean()
+    assert dark < 0.3 < 0.6 < bright  # labels follow the folders
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(DataUnavailableError, match="train/<class>"):
+        load_dataset("imagefolder", data_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="needs data_dir"):
+        load_dataset("imagefolder")
+    with pytest.raises(ConfigError, match="allowed"):
+        load_dataset("svhn")

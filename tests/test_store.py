@@ -1,0 +1,96 @@
+import glob
+import io
+import json
+import os
+import pickle
+
+import pytest
+import torch
+
+from robgen_lib.store import ArtifactStore, spec_key
+
+
+def test_round_trip(store):
+    payload = {"w": torch.arange(6.0).view(2, 3), "meta": {"acc": 0.5, "name": "x", "hist": [1.0, 2.0]}}
+    store.save("model", {"a": 1}, payload)
+    back = store.load("model", {"a": 1})
+    assert torch.equal(back["w"], payload["w"]) and back["meta"] == payload["meta"]
+    assert store.load("model", {"a": 2}) is None
+
+
+def test_key_is_canonical():
+    assert spec_key({"a": 1, "b": [1, 2.0]}) == spec_key({"b": (1, 2.0), "a": 1})
+    assert spec_key({"a": 1}) != spec_key({"a": 2})
+
+
+def test_get_or_build_builds_once(store):
+    calls = []
+
+    def build():
+        calls.append(1)
+        return {"t": torch.ones(3)}
+
+    store.get_or_build("r", {"k": 1}, build)
+    store.get_or_build("r", {"k": 1}, build)
+    assert len(calls) == 1
+
+
+def test_interrupted_write_leaves_nothing(store, monkeypatch):
+    def boom(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        store.save("model", {"a": 1}, {"t": torch.ones(2)})
+    monkeypatch.undo()
+    assert store.load("model", {"a": 1}) is None
+    assert [f for f in glob.glob(os.path.join(store.root, "**", "*"), recursive=True) if os.path.isfile(f)] == []
+
+
+def test_truncated_entry_is_rebuilt_with_a_warning(store):
+    store.save("model", {"a": 1}, {"t": torch.arange(1000.0)})
+    pt, _ = store.paths("model", {"a": 1})
+    data = open(pt, "rb").read()
+    open(pt, "wb").write(data[: len(data) // 2])
+    with pytest.warns(RuntimeWarning, match="rebuilt"):
+        out = store.get_or_build("model", {"a": 1}, lambda: {"t": torch.zeros(2)})
+    assert torch.equal(out["t"], torch.zeros(2))
+    assert torch.equal(store.load("model", {"a": 1})["t"], torch.zeros(2))
+
+
+class Payload:
+    """Unpickling this runs code: a checkpoint must never be loaded that way."""
+
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/robgen-pwned",))
+
+
+def test_checkpoint_with_arbitrary_objects_is_refused(store):
+    if os.path.exists("/tmp/robgen-pwned"):
+        os.remove("/tmp/robgen-pwned")
+    spec = {"a": 1}
+    pt, meta = store.paths("model", spec)
+    os.makedirs(os.path.dirname(pt), exist_ok=True)
+    buf = io.BytesIO()
+    torch.save({"t": torch.ones(1), "evil": Payload()}, buf)
+    data = buf.getvalue()
+    open(pt, "wb").write(data)
+    import hashlib
+
+    json.dump({"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}, open(meta, "w"))
+    with pytest.warns(RuntimeWarning, match="weights_only"):
+        assert store.load("model", spec) is None
+    assert not os.path.exists("/tmp/robgen-pwned")
+    assert not os.path.exists(pt)
+
+
+def test_payload_must_be_plain_data(store):
+    from robgen_lib.store import CorruptArtifact
+
+    with pytest.raises(CorruptArtifact):
+        store.save("model", {"a": 1}, {"f": pickle})
+
+
+def test_root_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("ROBGEN_CACHE", str(tmp_path / "here"))
+    assert ArtifactStore().root == str(tmp_path / "here")

@@ -1,0 +1,58 @@
+import pytest
+import torch
+
+from robgen_lib.models import build_model
+from robgen_lib.training import PGDTraining, Standard, TrainingFailed, train, trained_classifier
+
+
+def test_training_reaches_accuracy_and_is_cached(digits, store):
+    a = trained_classifier(digits, "small_cnn", Standard(), epochs=15, batch_size=64, lr=0.05, store=store,
+                           min_accuracy=0.9, progress=False)
+    b = trained_classifier(digits, "small_cnn", Standard(), epochs=15, batch_size=64, lr=0.05, store=store,
+                           progress=False)
+    assert not a.from_cache and b.from_cache
+    assert a.test_accuracy == b.test_accuracy > 0.9
+    for p, q in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_training_is_deterministic(digits, tmp_path):
+    from robgen_lib.store import ArtifactStore
+
+    runs = [trained_classifier(digits, "small_cnn", Standard(), epochs=2, batch_size=64, lr=0.05,
+                               store=ArtifactStore(str(tmp_path / str(i))), progress=False) for i in range(2)]
+    assert runs[0].history["loss"] == runs[1].history["loss"]
+
+
+def test_min_accuracy_is_enforced(digits, store):
+    with pytest.raises(TrainingFailed, match="expected"):
+        trained_classifier(digits, "small_cnn", Standard(), epochs=1, batch_size=512, lr=1e-4, store=store,
+                           min_accuracy=0.99, progress=False)
+
+
+def test_divergence_stops_training(digits):
+    model = build_model("small_cnn", in_channels=1, num_classes=10, image_size=8)
+    calls = []
+
+    def blows_up(m, x, y):  # finite for two batches, then infinite
+        calls.append(1)
+        loss = torch.nn.functional.cross_entropy(m(x), y)
+        return loss if len(calls) < 3 else loss * float("inf")
+
+    with pytest.raises(TrainingFailed, match="loss became"):
+        train(model, digits.train, blows_up, epochs=3, batch_size=64, lr=0.05, progress=False)
+    assert len(calls) == 3
+
+
+def test_pgd_training_objective_runs(digits):
+    model = build_model("small_cnn", in_channels=1, num_classes=10, image_size=8)
+    hist = train(model, digits.train.head(128), PGDTraining(0.1, 0.05, 2), epochs=1, batch_size=64, lr=0.05,
+                 progress=False)
+    assert len(hist["loss"]) == 1 and hist["loss"][0] > 0
+
+
+@pytest.mark.parametrize("arch, shape", [("small_cnn", (1, 8, 8)), ("resnet10", (3, 32, 32)),
+                                         ("preact_resnet18", (3, 32, 32))])
+def test_models_return_logits(arch, shape):
+    m = build_model(arch, in_channels=shape[0], num_classes=10, image_size=shape[1])
+    assert m(torch.rand(2, *shape)).shape == (2, 10)
