@@ -172,15 +172,19 @@ def attack_path(
     out: dict[int, list] = {k: [] for k in record}
     gen = torch.Generator().manual_seed(seed)
     batches = list(_batches(len(x), batch_size))
-    for s in progress_bar(batches, desc="PGD", enabled=progress):
+    bar = progress_bar(None, desc=f"PGD ({len(x)} images)", total=len(batches) * max(record), enabled=progress)
+    for s in batches:
         xb, yb = x[s].to(device), y[s].to(device)
 
         def keep(k, xa):
+            if k > 0:
+                bar.update(1)
             if k in out:
                 with torch.no_grad():
                     out[k].append(model(xa).float().cpu())
 
         pgd(model, xb, yb, steps=max(record), generator=gen, callback=keep, **pgd_kwargs)
+    bar.close()
     return {k: torch.cat(v) for k, v in out.items()}
 
 

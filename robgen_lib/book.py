@@ -27,6 +27,9 @@ class Chapter:
         self.cfg: Config = resolve(profile, **params)
         self.device: torch.device = pick_device(self.cfg.device)
         seed_everything(self.cfg.seed)
+        if self.device.type == "cuda":  # TF32 matmuls/convolutions: several times faster on recent GPUs
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         self.store = ArtifactStore()
         self.data: Dataset = load_dataset(
             self.cfg.dataset, data_dir=self.cfg.data_dir, download=self.cfg.download, n_train=self.cfg.n_train,

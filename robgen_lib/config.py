@@ -300,14 +300,16 @@ class Config(Mapping):
 
     def table(self) -> str:
         """The resolved parameters as a small Markdown table."""
-        rows = ["| parameter | value |", "|---|---|"]
-        for k, v in self.values:
+        from .report import markdown_table
+
+        def fmt(v):
             if isinstance(v, float):
-                v = f"{v:.4g}"
-            elif isinstance(v, tuple):
-                v = ", ".join(f"{x:.4g}" if isinstance(x, float) else str(x) for x in v)
-            rows.append(f"| `{k}` | {v} |")
-        return "\n".join(rows)
+                return f"{v:.4g}"
+            if isinstance(v, tuple):
+                return ", ".join(fmt(x) for x in v)
+            return str(v)
+
+        return markdown_table(["parameter", "value"], [(f"`{k}`", fmt(v)) for k, v in self.values])
 
 
 def resolve(profile: str = "quick", **overrides: Any) -> Config:
@@ -329,6 +331,8 @@ def resolve(profile: str = "quick", **overrides: Any) -> Config:
         if key not in SCHEMA:
             raise ConfigError(f"profile {profile!r} sets unknown parameter {key!r}")
         out[key] = value if value is None else SCHEMA[key](key, value)
+    if out.get("hist_steps") is not None and out.get("steps") is not None and out["hist_steps"] > out["steps"]:
+        raise ConfigError(f"hist_steps={out['hist_steps']} must be <= steps={out['steps']}")
     if out.get("dataset") == "imagefolder" and not out.get("data_dir"):
         raise ConfigError("dataset='imagefolder' needs data_dir= a folder with train/ and test/ sub-folders")
     pick_device(out.get("device", "auto"))  # fail now, not after the data loaded

@@ -17,7 +17,7 @@ from .store import ArtifactStore
 
 __all__ = [
     "accuracy_of", "cached", "identity_gap", "energy_path", "eps_sweep", "histogram_overlap",
-    "detector_study", "first_crossing",
+    "detector_study", "first_crossing", "paired_shift", "significantly_lower",
 ]
 
 
@@ -91,11 +91,22 @@ def histogram_overlap(a, b, bins: int = 60) -> float:
     return float(np.minimum(p, q).sum())
 
 
-def first_crossing(xs: Sequence[float], values: Sequence[float], level: float) -> float | None:
-    """The first x from which ``values`` stay below ``level`` to the end of the sweep (None if never)."""
-    below = [v < level for v in values]
+def paired_shift(clean, attacked) -> tuple[float, float]:
+    """Mean and standard error of the per-image change E(x') - E(x)."""
+    d = np.asarray(attacked, dtype=np.float64).ravel() - np.asarray(clean, dtype=np.float64).ravel()
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+
+
+def significantly_lower(clean, attacked, z: float = 2.0) -> bool:
+    """True when attacked energies are lower than clean ones by more than ``z`` standard errors."""
+    mean, se = paired_shift(clean, attacked)
+    return mean + z * se < 0
+
+
+def first_crossing(xs: Sequence[float], holds: Sequence[bool]) -> float | None:
+    """The first x from which ``holds`` is true up to the end of the sweep (None if never)."""
     for i in range(len(xs)):
-        if all(below[i:]):
+        if all(holds[i:]):
             return xs[i]
     return None
 

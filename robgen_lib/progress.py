@@ -14,8 +14,11 @@ def quiet() -> bool:
     return os.environ.get("TQDM_DISABLE", "").strip().lower() in {"1", "true", "yes"}
 
 
-def progress_bar(iterable: Iterable[T], *, desc: str = "", total: int | None = None,
+def progress_bar(iterable: Iterable[T] | None, *, desc: str = "", total: int | None = None,
                  enabled: bool = True, leave: bool = False) -> Iterable[T]:
-    """A tqdm bar on stderr (plain text, so it reads the same in a terminal and a notebook)."""
+    """A tqdm bar on stderr (plain text, so it reads the same in a terminal and a notebook).
+
+    With ``iterable=None`` it is a manual bar: call ``.update(n)`` and ``.close()``.
+    """
     return tqdm(iterable, desc=desc, total=total, disable=(not enabled) or quiet(), leave=leave,
                 file=sys.stderr, dynamic_ncols=True, mininterval=0.5)

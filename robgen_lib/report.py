@@ -44,10 +44,8 @@ class Report:
         return v
 
     def markdown(self) -> str:
-        rows = [f"| claim | paper | this run (profile `{self.profile}`) | verdict |", "|---|---|---|---|"]
-        for v in self.verdicts:
-            rows.append(f"| {v.claim} | {v.paper} | {v.measured} | **{v.status}** |")
-        return "\n".join(rows)
+        return markdown_table(["claim", "paper", f"this run (profile `{self.profile}`)", "verdict"],
+                              [(v.claim, v.paper, v.measured, f"**{v.status}**") for v in self.verdicts])
 
     def counts(self) -> dict:
         out = {"reproduced": 0, "partly": 0, "not reproduced": 0}
@@ -56,3 +54,16 @@ class Report:
                                                                    else "partly")
             out[key] += 1
         return out
+
+
+def markdown_table(headers, rows) -> str:
+    """A Markdown table from a header list and rows of already formatted cells."""
+    lines = ["| " + " | ".join(str(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fmt_budget(eps: float) -> str:
+    """A budget as the paper would write it: 8/255 when it is a multiple of 1/255, else 3 digits."""
+    k = eps * 255
+    return f"{round(k)}/255" if eps > 0 and abs(k - round(k)) < 1e-6 else f"{eps:.3g}"

@@ -33,6 +33,7 @@ def test_defaults_resolve():
     (dict(temperatures=[1.0, -2.0]), "temperatures"),
     (dict(colour="red"), "unknown parameter 'colour'"),
     (dict(dataset="imagefolder"), "needs data_dir"),
+    (dict(steps=10, hist_steps=20), "hist_steps=20 must be <= steps=10"),
 ])
 def test_bad_parameters_name_the_fix(kw, match):
     profile = kw.pop("profile", "quick")

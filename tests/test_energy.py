@@ -79,6 +79,24 @@ def test_histogram_overlap_bounds():
 
 
 def test_first_crossing():
-    assert first_crossing([1, 2, 3, 4], [5, -1, 6, -2], 0) == 4
-    assert first_crossing([1, 2, 3], [-1, -2, -3], 0) == 1
-    assert first_crossing([1, 2], [1, 2], 0) is None
+    assert first_crossing([1, 2, 3, 4], [True, False, True, True]) == 3
+    assert first_crossing([1, 2, 3], [True, True, True]) == 1
+    assert first_crossing([1, 2], [True, False]) is None
+
+
+def test_significantly_lower_uses_the_paired_spread():
+    from robgen_lib.evaluate import paired_shift, significantly_lower
+
+    rng = np.random.default_rng(0)
+    clean = rng.normal(-10, 3, 400)
+    assert significantly_lower(clean, clean - 1.0)
+    assert not significantly_lower(clean, clean + rng.normal(0, 1, 400) * 0.01)  # noise only
+    assert not significantly_lower(clean, clean + 1.0)
+    mean, se = paired_shift(clean, clean - 2.0)
+    assert mean == pytest.approx(-2.0) and se == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fmt_budget():
+    from robgen_lib.report import fmt_budget
+
+    assert fmt_budget(8 / 255) == "8/255" and fmt_budget(0.3) == "0.3"
