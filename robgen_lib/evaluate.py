@@ -57,22 +57,35 @@ def energy_path(model: nn.Module, split: Split, record: Sequence[int], *, eps: f
 
 
 def eps_sweep(model: nn.Module, split: Split, eps_grid: Sequence[float], *, steps: int, step_ratio: float,
-              norm: str = "linf", loss=ce_loss, seed: int = 0, batch_size: int = 512,
-              progress: bool = True) -> dict:
-    """Accuracy and mean energy after ``steps`` PGD steps of size ``step_ratio·ε``, for each ε."""
-    acc, mean_e, energies = [], [], []
-    for eps in eps_grid:
+              heldout: Split | None = None, temperature: float = 1.0, norm: str = "linf", loss=ce_loss,
+              seed: int = 0, batch_size: int = 512, progress: bool = True) -> dict:
+    """Accuracy and energy after ``steps`` PGD steps of size ``step_ratio·ε``, for each ε of the grid.
+
+    With ``heldout`` given, the energy detector (temperature ``temperature``) is also fitted
+    on held-out clean vs attacked images at each ε and tested on ``split``: ``tpr``,
+    ``fpr``, ``auroc`` per ε (NaN at ε = 0).  ``energy`` has one row per ε.
+    """
+    out = {"eps": [], "accuracy": [], "mean_energy": [], "tpr": [], "fpr": [], "auroc": []}
+    energies = []
+    for i, eps in enumerate(eps_grid):
         if eps == 0:
             logits = predict_logits(model, split.x)
-        else:
+            tpr = fpr = auc = float("nan")
+        elif heldout is None:
             logits = attack_path(model, split.x, split.y, [steps], eps=eps, step_size=step_ratio * eps, norm=norm,
-                                 loss=loss, seed=seed, batch_size=batch_size, progress=progress)[steps]
+                                 loss=loss, seed=seed + 1, batch_size=batch_size, progress=progress)[steps]
+            tpr = fpr = auc = float("nan")
+        else:
+            st = detector_study(model, heldout, split, temperatures=[temperature], eps=eps, step_size=step_ratio * eps,
+                                steps=steps, norm=norm, loss=loss, seed=seed, batch_size=batch_size,
+                                progress=progress)
+            logits, tpr, fpr, auc = st["test_adv_logits"], st["tpr"][0], st["fpr"][0], st["auroc"][0]
         e = marginal_energy(logits)
-        acc.append(accuracy_of(logits, split.y))
-        mean_e.append(float(e.mean()))
+        for k, v in (("eps", float(eps)), ("accuracy", accuracy_of(logits, split.y)), ("mean_energy", float(e.mean())),
+                     ("tpr", tpr), ("fpr", fpr), ("auroc", auc)):
+            out[k].append(v)
         energies.append(e)
-    return {"eps": [float(e) for e in eps_grid], "accuracy": acc, "mean_energy": mean_e,
-            "energy": torch.stack(energies)}
+    return {**out, "energy": torch.stack(energies)}
 
 
 def histogram_overlap(a, b, bins: int = 60) -> float:
@@ -117,7 +130,8 @@ def detector_study(model: nn.Module, heldout: Split, test: Split, *, temperature
     """Fit the energy detector on held-out clean vs attacked images, test it on the test split.
 
     For each temperature T: the threshold (max TPR - FPR on held-out), test TPR, FPR and
-    AUROC.  Also the test ROC curve at T = 1 and the attack's test accuracy.
+    AUROC.  Also the test ROC curve at T = 1, the attack's test accuracy, and the attacked
+    test logits.  Held-out images are attacked with ``seed``, test images with ``seed + 1``.
     """
     def logits_pair(split: Split, s: int):
         clean = predict_logits(model, split.x)
@@ -137,4 +151,5 @@ def detector_study(model: nn.Module, heldout: Split, test: Split, *, temperature
     fpr, tpr, _ = roc_curve(-marginal_energy(t_clean).numpy(), -marginal_energy(t_adv).numpy())
     return {**rows, "roc_fpr": torch.tensor(fpr), "roc_tpr": torch.tensor(tpr),
             "attack_accuracy": accuracy_of(t_adv, test.y), "clean_accuracy": accuracy_of(t_clean, test.y),
-            "test_clean_energy": marginal_energy(t_clean), "test_adv_energy": marginal_energy(t_adv)}
+            "test_clean_energy": marginal_energy(t_clean), "test_adv_energy": marginal_energy(t_adv),
+            "test_adv_logits": t_adv}
