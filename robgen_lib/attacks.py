@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ConfigError, _as_float
+from .models import model_device
 from .progress import progress_bar
 
 __all__ = ["LinfRule", "L2Rule", "ce_loss", "pgd", "attack_path", "predict_logits"]
@@ -146,7 +147,7 @@ def _batches(n: int, batch_size: int) -> Iterable[slice]:
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Logits of ``model`` on ``x`` in eval mode, batched, returned on the CPU."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     with _EvalMode(model):
         return torch.cat([model(x[s].to(device)).float().cpu() for s in _batches(len(x), batch_size)])
 
@@ -168,7 +169,7 @@ def attack_path(
     the CPU; ``k = 0`` is the random start.
     """
     record = sorted(set(int(k) for k in record))
-    device = next(model.parameters()).device
+    device = model_device(model)
     out: dict[int, list] = {k: [] for k in record}
     gen = torch.Generator().manual_seed(seed)
     batches = list(_batches(len(x), batch_size))
@@ -191,7 +192,7 @@ def attack_path(
 def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256, seed: int = 0,
            **pgd_kwargs) -> torch.Tensor:
     """PGD over a whole tensor of images, batched; adversarial images come back on the CPU."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     gen = torch.Generator().manual_seed(seed)
     return torch.cat([pgd(model, x[s].to(device), y[s].to(device), generator=gen, **pgd_kwargs).cpu()
                       for s in _batches(len(x), batch_size)])

@@ -153,8 +153,7 @@ DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "imagefolder")
 MODELS = ("small_cnn", "resnet10", "preact_resnet18")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
-#: Every parameter a chapter may take, with its validator.  Chapters add their own
-#: knobs to this table through :func:`register` so that one place knows them all.
+#: Every parameter a chapter may take, with its validator: one place knows them all.
 SCHEMA: dict[str, Callable] = {
     "profile": text,
     "device": choice(*DEVICES),
@@ -189,11 +188,6 @@ SCHEMA: dict[str, Callable] = {
     "temperatures": list_of(number(0.0, 1e6, lo_open=True)),
     "n_seeds": integer(1, 100),
 }
-
-
-def register(**validators: Callable) -> None:
-    """Add chapter-specific parameters to :data:`SCHEMA`."""
-    SCHEMA.update(validators)
 
 
 _TEMPERATURES = (0.1, 0.2, 0.5, 1.0, 2.0, 10.0, 20.0)
@@ -260,13 +254,6 @@ PROFILES: dict[str, dict[str, Any]] = {
         n_seeds=3,
     ),
 }
-
-
-def add_profile_defaults(profile: str, **values: Any) -> None:
-    """Chapters' own knobs get a default in each profile through this call."""
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; allowed: {', '.join(map(repr, PROFILES))}")
-    PROFILES[profile].update(values)
 
 
 @dataclass(frozen=True)

@@ -38,15 +38,8 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
-    def to(self, device) -> "Split":
-        return Split(self.x.to(device), self.y.to(device))
-
     def head(self, n: int | None) -> "Split":
         return self if n is None else Split(self.x[:n], self.y[:n])
-
-    def of_class(self, k: int) -> "Split":
-        m = self.y == k
-        return Split(self.x[m], self.y[m])
 
 
 @dataclass

@@ -4,7 +4,7 @@ and numbers so that they can be cached in the artifact store (see :func:`cached`
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -13,21 +13,15 @@ from torch import nn
 from .attacks import attack_path, ce_loss, predict_logits
 from .data import Split
 from .energy import EnergyDetector, ce_decomposition, marginal_energy, roc_curve
-from .store import ArtifactStore
 
 __all__ = [
-    "accuracy_of", "cached", "identity_gap", "energy_path", "eps_sweep", "histogram_overlap",
+    "accuracy_of", "identity_gap", "energy_path", "eps_sweep", "histogram_overlap",
     "detector_study", "first_crossing", "paired_shift", "significantly_lower",
 ]
 
 
 def accuracy_of(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.argmax(1) == y).float().mean())
-
-
-def cached(store: ArtifactStore | None, kind: str, spec: dict, build: Callable[[], dict]) -> dict:
-    """``build()`` through the artifact store when one is given (results, not models)."""
-    return build() if store is None else store.get_or_build(kind, spec, build)
 
 
 def identity_gap(model: nn.Module, split: Split) -> dict:

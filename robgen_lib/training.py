@@ -20,7 +20,7 @@ from torch import nn
 
 from .attacks import pgd, predict_logits
 from .data import Dataset, Split
-from .models import build_model
+from .models import build_model, model_device
 from .progress import progress_bar
 from .store import ArtifactStore
 
@@ -80,7 +80,7 @@ def train(model: nn.Module, data: Split, objective, *, epochs: int, batch_size: 
 
     Raises :class:`TrainingFailed` when the loss becomes NaN or infinite.
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
     gen = torch.Generator().manual_seed(seed)
     x_all, y_all = data.x.to(device), data.y.to(device)
     n = len(y_all)
@@ -152,9 +152,10 @@ def trained_classifier(data: Dataset, arch: str, objective, *, epochs: int, batc
         return build_model(arch, in_channels=c, num_classes=data.num_classes, image_size=h,
                            mean=data.mean, std=data.std).to(device)
 
-    cached = store.load("classifier", spec) is not None
+    built = []
 
     def build() -> dict:
+        built.append(True)
         model = make()
         hist = train(model, data.train, objective, epochs=epochs, batch_size=batch_size, lr=lr,
                      weight_decay=weight_decay, seed=seed, augment=augment, progress=progress,
@@ -168,7 +169,7 @@ def trained_classifier(data: Dataset, arch: str, objective, *, epochs: int, batc
     model.load_state_dict(payload["state_dict"])
     model.eval()
     out = TrainedModel(model, spec, {k: v.tolist() for k, v in payload["history"].items()},
-                       float(payload["test_accuracy"]), from_cache=cached)
+                       float(payload["test_accuracy"]), from_cache=not built)
     if min_accuracy is not None and out.test_accuracy < min_accuracy:
         raise TrainingFailed(f"{arch} ({objective.spec()['name']}) reached test accuracy "
                              f"{out.test_accuracy:.3f} < the expected {min_accuracy:.3f}")

@@ -8,7 +8,7 @@ from torch import nn
 from ..config import ConfigError, MODELS
 from .classifiers import Normalize, PreActResNet18, ResNet10, SmallCNN
 
-__all__ = ["Normalize", "SmallCNN", "ResNet10", "PreActResNet18", "build_model", "count_parameters"]
+__all__ = ["Normalize", "SmallCNN", "ResNet10", "PreActResNet18", "build_model", "count_parameters", "model_device"]
 
 
 def build_model(name: str, *, in_channels: int, num_classes: int, image_size: int,
