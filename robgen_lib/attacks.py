@@ -19,10 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ConfigError, _as_float
+from .energy import marginal_energy
 from .models import model_device
 from .progress import progress_bar
 
-__all__ = ["LinfRule", "L2Rule", "ce_loss", "pgd", "attack_path", "predict_logits"]
+__all__ = ["LinfRule", "L2Rule", "ce_loss", "he_pgd_loss", "energy_matching_loss", "pgd", "attack", "attack_path",
+           "predict_logits"]
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -30,6 +32,46 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-sample cross-entropy, the default PGD loss."""
     return F.cross_entropy(logits, y, reduction="none")
+
+
+def he_pgd_loss(lam: float) -> Loss:
+    """High-Energy PGD (Beadini & Masi): L = CE(x', y) + λ·E(x') = E(x', y) + (λ - 1)·E(x').
+
+    λ = 1 only lowers the true logit; λ > 1 also pushes the marginal energy E(x') up,
+    keeping attacked points near the data's energy instead of far below it.
+    """
+    lam = _as_float("lam", lam)
+    if lam < 0:
+        raise ConfigError(f"lam (HE-PGD's λ) must be >= 0, got {lam}; the paper uses 1.2-1.5")
+
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y, reduction="none") + lam * marginal_energy(logits)
+
+    loss.__name__ = f"he_pgd_loss(lam={lam:g})"
+    return loss
+
+
+def energy_matching_loss(target: float, margin: float = 1.0) -> Loss:
+    """Fool first, then match the energy (this book's variant, beyond the paper).
+
+    Per image: while the true logit is not at least ``margin`` below the best other logit,
+    ascend CE; once it is, ascend -|E(x') - target| instead, which moves the marginal
+    energy toward ``target`` (e.g. the median clean energy).  A step that un-fools the
+    image switches it back to CE.
+    """
+    target = _as_float("target", target)
+    margin = _as_float("margin", margin)
+    if margin < 0:
+        raise ConfigError(f"margin must be >= 0, got {margin}")
+
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        true = logits.gather(1, y.view(-1, 1)).squeeze(1)
+        other = logits.scatter(1, y.view(-1, 1), float("-inf")).max(1).values
+        fooled = (true - other).detach() < -margin
+        match = -(marginal_energy(logits) - target).abs()
+        return torch.where(fooled, match, F.cross_entropy(logits, y, reduction="none"))
+
+    return loss
 
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:

@@ -184,6 +184,10 @@ SCHEMA: dict[str, Callable] = {
     "eps_grid": list_of(number(0.0, 1.0)),
     "n_eval": integer(10),
     "hist_steps": integer(0, 10_000),
+    # HE-PGD (chapter 2)
+    "lam": number(0.0, 1e3),
+    "lam_grid": list_of(number(0.0, 1e3)),
+    "match_margin": number(0.0, 1e3),
     # energy detector
     "temperatures": list_of(number(0.0, 1e6, lo_open=True)),
     "n_seeds": integer(1, 100),
@@ -222,6 +226,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         hist_steps=20,
         temperatures=_TEMPERATURES,
         n_seeds=5,
+        lam=1.5,
+        lam_grid=(1.0, 1.2, 1.5, 2.0, 3.0),
+        match_margin=1.0,
     ),
     # The paper's scale: CIFAR-10, ResNet-10 (standard) and PreActResNet-18 (PGD-AT), a GPU.
     "paper": dict(
@@ -252,6 +259,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         hist_steps=20,
         temperatures=_TEMPERATURES,
         n_seeds=3,
+        lam=1.5,
+        lam_grid=(1.0, 1.2, 1.5, 2.0, 3.0),
+        match_margin=1.0,
     ),
 }
 

@@ -9,7 +9,8 @@ With logits f(x) ∈ R^K (Grathwohl et al. 2020):
 
 The energy detector flags an input as adversarial when E_T(x) <= threshold; the
 threshold maximises TPR - FPR (Youden's J) on a held-out set of clean and attacked
-images, and is then applied unchanged to the test set.
+images, and is then applied unchanged to the test set.  The two-sided detector flags
+|E_T(x) - median clean energy| >= threshold, so it also catches points pushed *up*.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "joint_energy", "marginal_energy", "ce_decomposition",
-    "roc_curve", "auroc", "EnergyDetector",
+    "roc_curve", "auroc", "EnergyDetector", "TwoSidedEnergyDetector",
 ]
 
 
@@ -89,7 +90,44 @@ class DetectorReport:
     auroc: float
 
 
-class EnergyDetector:
+class _ScoreDetector:
+    """Flag an input when its score reaches a threshold that maximises TPR - FPR on held-out data."""
+
+    def __init__(self, temperature: float = 1.0):
+        self.temperature = float(temperature)
+        self.score_threshold: float | None = None
+
+    def energy(self, logits: torch.Tensor) -> torch.Tensor:
+        return marginal_energy(logits, self.temperature)
+
+    def _prepare(self, clean_energy: np.ndarray) -> None:
+        """Set any statistics of the clean data the score needs."""
+
+    def score(self, energy) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit(self, clean_energy, adv_energy):
+        self._prepare(_np(clean_energy))
+        fpr, tpr, thr = roc_curve(self.score(clean_energy), self.score(adv_energy))
+        best = int(np.argmax(tpr - fpr))  # the first (= strictest) threshold reaching the maximum
+        self.score_threshold = float(thr[best])
+        return self
+
+    def flags(self, energy) -> np.ndarray:
+        if self.score_threshold is None:
+            raise RuntimeError(f"{type(self).__name__}.fit must be called before flags/evaluate")
+        return self.score(energy) >= self.score_threshold
+
+    def evaluate(self, clean_energy, adv_energy) -> DetectorReport:
+        return DetectorReport(
+            threshold=float(self.threshold),
+            tpr=float(self.flags(adv_energy).mean()),
+            fpr=float(self.flags(clean_energy).mean()),
+            auroc=auroc(self.score(clean_energy), self.score(adv_energy)),
+        )
+
+
+class EnergyDetector(_ScoreDetector):
     """Flag x as adversarial when E_T(x) <= threshold (adversarial points sit low).
 
     ``fit`` picks the threshold maximising TPR - FPR on held-out energies;
@@ -97,30 +135,30 @@ class EnergyDetector:
     Energies are given, not logits, so the detector works with any model.
     """
 
-    def __init__(self, temperature: float = 1.0):
-        self.temperature = float(temperature)
-        self.threshold: float | None = None
+    def score(self, energy) -> np.ndarray:
+        return -_np(energy)
 
-    def score(self, logits: torch.Tensor) -> torch.Tensor:
-        return marginal_energy(logits, self.temperature)
+    @property
+    def threshold(self) -> float:
+        """Energies at or below this are flagged."""
+        if self.score_threshold is None:
+            return float("nan")
+        return -self.score_threshold
 
-    def fit(self, clean_energy, adv_energy) -> "EnergyDetector":
-        # "positive" = adversarial = low energy, so the ROC score is -E.
-        fpr, tpr, thr = roc_curve(-_np(clean_energy), -_np(adv_energy))
-        j = tpr - fpr
-        best = int(np.argmax(j))  # first (= strictest) threshold reaching the maximum
-        self.threshold = float(-thr[best]) if np.isfinite(thr[best]) else -np.inf
-        return self
 
-    def flags(self, energy) -> np.ndarray:
-        if self.threshold is None:
-            raise RuntimeError("EnergyDetector.fit must be called before flags/evaluate")
-        return _np(energy) <= self.threshold
+class TwoSidedEnergyDetector(_ScoreDetector):
+    """Flag x when E_T(x) is unusually low *or* unusually high: |E_T(x) - m| >= threshold,
+    m the median clean held-out energy (this book's adaptive detector, beyond the paper)."""
 
-    def evaluate(self, clean_energy, adv_energy) -> DetectorReport:
-        return DetectorReport(
-            threshold=float(self.threshold),
-            tpr=float(self.flags(adv_energy).mean()),
-            fpr=float(self.flags(clean_energy).mean()),
-            auroc=auroc(-_np(clean_energy), -_np(adv_energy)),
-        )
+    center: float = float("nan")
+
+    def _prepare(self, clean_energy: np.ndarray) -> None:
+        self.center = float(np.median(clean_energy))
+
+    def score(self, energy) -> np.ndarray:
+        return np.abs(_np(energy) - self.center)
+
+    @property
+    def threshold(self) -> float:
+        """Distance from the clean median at or beyond which inputs are flagged."""
+        return float("nan") if self.score_threshold is None else self.score_threshold

@@ -17,6 +17,7 @@ from .energy import EnergyDetector, ce_decomposition, marginal_energy, roc_curve
 __all__ = [
     "accuracy_of", "identity_gap", "energy_path", "eps_sweep", "histogram_overlap",
     "detector_study", "first_crossing", "paired_shift", "significantly_lower",
+    "ks_statistic", "attack_energies",
 ]
 
 
@@ -96,6 +97,23 @@ def histogram_overlap(a, b, bins: int = 60) -> float:
     p = np.histogram(a, edges)[0] / len(a)
     q = np.histogram(b, edges)[0] / len(b)
     return float(np.minimum(p, q).sum())
+
+
+def ks_statistic(a, b) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic: the largest gap between the two empirical CDFs."""
+    from scipy.stats import ks_2samp
+
+    return float(ks_2samp(np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()).statistic)
+
+
+def attack_energies(model: nn.Module, split: Split, *, steps: int, eps: float, step_size: float, loss=ce_loss,
+                    seed: int = 0, batch_size: int = 512, progress: bool = True) -> dict:
+    """Clean and attacked marginal energies and the attack's accuracy on ``split`` (one PGD run)."""
+    clean = predict_logits(model, split.x)
+    adv = attack_path(model, split.x, split.y, [steps], eps=eps, step_size=step_size, loss=loss, seed=seed,
+                      batch_size=batch_size, progress=progress)[steps]
+    return {"clean_energy": marginal_energy(clean), "adv_energy": marginal_energy(adv),
+            "accuracy": accuracy_of(adv, split.y), "clean_accuracy": accuracy_of(clean, split.y)}
 
 
 def paired_shift(clean, attacked) -> tuple[float, float]:

@@ -75,3 +75,51 @@ def test_bad_attack_parameters_are_refused(trained, digits, kw):
     args = {**dict(eps=0.1, step_size=0.01, steps=2), **kw}
     with pytest.raises(ConfigError):
         pgd(trained.model, digits.test.x[:2], digits.test.y[:2], **args)
+
+
+def test_he_pgd_with_lambda_one_is_ascent_of_minus_true_logit(trained, digits):
+    from robgen_lib.attacks import he_pgd_loss
+
+    x, y = digits.test.x[:64], digits.test.y[:64]
+    minus_true_logit = lambda logits, yy: -logits.gather(1, yy.view(-1, 1)).squeeze(1)
+    a = pgd(trained.model, x, y, eps=0.2, step_size=0.03, steps=10, loss=he_pgd_loss(1.0),
+            generator=torch.Generator().manual_seed(0))
+    b = pgd(trained.model, x, y, eps=0.2, step_size=0.03, steps=10, loss=minus_true_logit,
+            generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_he_pgd_raises_energy_above_pgd(trained, digits):
+    from robgen_lib.attacks import he_pgd_loss
+    from robgen_lib.energy import marginal_energy
+
+    x, y = digits.test.x, digits.test.y
+    plain = attack(trained.model, x, y, eps=0.3, step_size=0.04, steps=20)
+    high = attack(trained.model, x, y, eps=0.3, step_size=0.04, steps=20, loss=he_pgd_loss(1.5))
+    e_plain = marginal_energy(predict_logits(trained.model, plain)).mean()
+    e_high = marginal_energy(predict_logits(trained.model, high)).mean()
+    assert e_high > e_plain + 1.0
+    assert (high - x).abs().max() <= 0.3 + 1e-6 and high.min() >= 0 and high.max() <= 1
+    assert (predict_logits(trained.model, high).argmax(1) == y).float().mean() < 0.2  # it still fools
+
+
+@pytest.mark.parametrize("lam", [-0.5, float("nan"), float("inf"), "abc"])
+def test_bad_lambda_is_refused(lam):
+    from robgen_lib.attacks import he_pgd_loss
+
+    with pytest.raises(ConfigError, match="lam"):
+        he_pgd_loss(lam)
+
+
+def test_energy_matching_moves_energy_to_target_and_fools(trained, digits):
+    from robgen_lib.attacks import energy_matching_loss
+    from robgen_lib.energy import marginal_energy
+
+    x, y = digits.test.x, digits.test.y
+    target = float(marginal_energy(predict_logits(trained.model, digits.heldout.x)).median())
+    adv = attack(trained.model, x, y, eps=0.3, step_size=0.04, steps=40, loss=energy_matching_loss(target))
+    logits = predict_logits(trained.model, adv)
+    plain = predict_logits(trained.model, attack(trained.model, x, y, eps=0.3, step_size=0.04, steps=40))
+    assert (logits.argmax(1) == y).float().mean() < 0.1
+    gap = (marginal_energy(logits) - target).abs().mean()
+    assert gap < (marginal_energy(plain) - target).abs().mean()

@@ -32,6 +32,8 @@ def test_defaults_resolve():
     (dict(colour="red"), "unknown parameter 'colour'"),
     (dict(dataset="imagefolder"), "needs data_dir"),
     (dict(steps=10, hist_steps=20), "hist_steps=20 must be <= steps=10"),
+    (dict(lam=-1.0), "lam must be >="),
+    (dict(lam=float("nan")), "finite"),
 ])
 def test_bad_parameters_name_the_fix(kw, match):
     profile = kw.pop("profile", "quick")

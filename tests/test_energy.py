@@ -100,3 +100,26 @@ def test_fmt_budget():
     from robgen_lib.report import fmt_budget
 
     assert fmt_budget(8 / 255) == "8/255" and fmt_budget(0.3) == "0.3"
+
+
+def test_two_sided_detector_catches_both_tails():
+    from robgen_lib.energy import TwoSidedEnergyDetector
+
+    clean = np.array([-6.0, -5.5, -5.0, -4.5, -4.0])  # median -5
+    low = np.array([-20.0, -15.0])
+    high = np.array([5.0, 10.0])
+    det = TwoSidedEnergyDetector().fit(clean, np.r_[low, high])
+    assert det.center == -5.0 and 1.0 < det.threshold <= 10.0
+    assert det.flags(np.r_[low, high]).all() and not det.flags(clean).any()
+    rep = det.evaluate(clean, high)
+    assert (rep.tpr, rep.fpr, rep.auroc) == (1.0, 0.0, 1.0)
+    # The one-sided detector, fitted the same way, misses the high-energy points by construction.
+    one = EnergyDetector().fit(clean, low)
+    assert one.evaluate(clean, high).tpr == 0.0 and one.evaluate(clean, high).auroc == 0.0
+
+
+def test_ks_statistic():
+    from robgen_lib.evaluate import ks_statistic
+
+    assert ks_statistic([1, 2, 3], [1, 2, 3]) == 0.0
+    assert ks_statistic([1, 2, 3], [10, 11]) == 1.0
