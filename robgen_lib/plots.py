@@ -110,3 +110,39 @@ def image_grid(images, *, nrow: int = 8, title: str = ""):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def panels(x: Sequence[float], data: Mapping[str, Mapping[str, Sequence[float]]], *, xlabel: str, ylabel: str,
+           hlines: Mapping[str, float] | None = None, hline_label: str = "", ylim=None):
+    """One panel per title, several labelled lines in each; an optional dotted reference line per panel."""
+    fig, axes = plt.subplots(1, len(data), figsize=(5.2 * len(data), 3.4), squeeze=False)
+    for ax, (title, lines) in zip(axes[0], data.items()):
+        for i, (label, ys) in enumerate(lines.items()):
+            ax.plot(x, ys, "o-" if i % 2 == 0 else "s--", color=PALETTE[i % len(PALETTE)], label=label)
+        if hlines and title in hlines:
+            ax.axhline(hlines[title], color="grey", ls=":", label=hline_label)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def tradeoff(points: Mapping[str, Sequence[tuple]], *, xlabel: str, ylabel: str, title: str = ""):
+    """``points``: series label → [(x, y, annotation), ...], drawn as annotated lines."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    for i, (label, pts) in enumerate(points.items()):
+        xs, ys, notes = zip(*pts)
+        ax.plot(xs, ys, "o-", color=PALETTE[i % len(PALETTE)], label=label)
+        for x_, y_, n in pts:
+            ax.annotate(n, (x_, y_), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.axvline(0, color="grey", ls=":", lw=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -32,6 +32,11 @@ def verdict(claim: str, paper: str, measured: str, holds: bool, *, only_when: st
     return Verdict(claim, paper, measured, status)
 
 
+def hypothesis(claim: str, measured: str, holds: bool) -> Verdict:
+    """A question of this book's own (no paper number): ``holds`` / ``does not hold``."""
+    return Verdict(claim, "- (this book's question)", measured, "holds" if holds else "does not hold")
+
+
 @dataclass
 class Report:
     """The verdicts of one chapter run, in order."""
@@ -46,14 +51,6 @@ class Report:
     def markdown(self) -> str:
         return markdown_table(["claim", "paper", f"this run (profile `{self.profile}`)", "verdict"],
                               [(v.claim, v.paper, v.measured, f"**{v.status}**") for v in self.verdicts])
-
-    def counts(self) -> dict:
-        out = {"reproduced": 0, "partly": 0, "not reproduced": 0}
-        for v in self.verdicts:
-            key = "reproduced" if v.status == "reproduced" else ("not reproduced" if v.status == "not reproduced"
-                                                                   else "partly")
-            out[key] += 1
-        return out
 
 
 def markdown_table(headers, rows) -> str:
