@@ -28,7 +28,7 @@ test: $(STAMP)
 # Development only: the speed benchmark compares the book's PGD with torchattacks'.
 bench: $(STAMP)
 	$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1
-	$(PY) benchmarks/bench_chapter1.py
+	$(PY) benchmarks/bench_chapters.py
 
 # Re-execute the committed notebooks in place at their default profile.
 notebooks: $(STAMP)
