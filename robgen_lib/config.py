@@ -287,14 +287,6 @@ class Config(Mapping):
     def __len__(self) -> int:
         return len(self.values)
 
-    def replace(self, **changes: Any) -> "Config":
-        d = dict(self.values)
-        for k, v in changes.items():
-            if k not in d:
-                raise ConfigError(f"unknown parameter {k!r}")
-            d[k] = SCHEMA[k](k, v) if v is not None and k in SCHEMA else v
-        return Config(tuple(d.items()))
-
     def table(self) -> str:
         """The resolved parameters as a small Markdown table."""
         from .report import markdown_table

@@ -74,12 +74,11 @@ def roc_curves(curves: Mapping[str, tuple], *, title: str = "ROC"):
     return fig
 
 
-def series(x: Sequence[float], lines: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str,
-           logx: bool = False, title: str = "", ylim=None):
-    """Several lines against one x axis."""
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+def _lines(ax, x, lines: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str, title: str = "",
+           ylim=None, logx: bool = False, dashed_pairs: bool = False):
     for i, (label, ys) in enumerate(lines.items()):
-        ax.plot(x, ys, "o-", color=PALETTE[i % len(PALETTE)], label=label)
+        style = "s--" if dashed_pairs and i % 2 else "o-"
+        ax.plot(x, ys, style, color=PALETTE[i % len(PALETTE)], label=label)
     if logx:
         ax.set_xscale("log")
     if ylim is not None:
@@ -88,26 +87,13 @@ def series(x: Sequence[float], lines: Mapping[str, Sequence[float]], *, xlabel: 
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
 
 
-def image_grid(images, *, nrow: int = 8, title: str = ""):
-    """Show a batch of images in [0, 1] (N, C, H, W) as one grid."""
-    imgs = _np(images)
-    n = len(imgs)
-    ncol = min(nrow, n)
-    rows = int(np.ceil(n / ncol))
-    fig, axes = plt.subplots(rows, ncol, figsize=(1.1 * ncol, 1.1 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, img in zip(axes.ravel(), imgs):
-        if img.shape[0] == 1:
-            ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
-        else:
-            ax.imshow(np.clip(img.transpose(1, 2, 0), 0, 1))
-    if title:
-        fig.suptitle(title)
+def series(x: Sequence[float], lines: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str,
+           logx: bool = False, title: str = "", ylim=None):
+    """Several lines against one x axis."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    _lines(ax, x, lines, xlabel=xlabel, ylabel=ylabel, title=title, ylim=ylim, logx=logx)
     fig.tight_layout()
     return fig
 
@@ -117,16 +103,9 @@ def panels(x: Sequence[float], data: Mapping[str, Mapping[str, Sequence[float]]]
     """One panel per title, several labelled lines in each; an optional dotted reference line per panel."""
     fig, axes = plt.subplots(1, len(data), figsize=(5.2 * len(data), 3.4), squeeze=False)
     for ax, (title, lines) in zip(axes[0], data.items()):
-        for i, (label, ys) in enumerate(lines.items()):
-            ax.plot(x, ys, "o-" if i % 2 == 0 else "s--", color=PALETTE[i % len(PALETTE)], label=label)
         if hlines and title in hlines:
             ax.axhline(hlines[title], color="grey", ls=":", label=hline_label)
-        if ylim is not None:
-            ax.set_ylim(*ylim)
-        ax.set_title(title)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.legend(fontsize=8)
+        _lines(ax, x, lines, xlabel=xlabel, ylabel=ylabel, title=title, ylim=ylim, dashed_pairs=True)
     fig.tight_layout()
     return fig
 

@@ -8,7 +8,7 @@ from torch import nn
 from ..config import ConfigError, MODELS
 from .classifiers import Normalize, PreActResNet18, ResNet10, SmallCNN
 
-__all__ = ["Normalize", "SmallCNN", "ResNet10", "PreActResNet18", "build_model", "count_parameters", "model_device"]
+__all__ = ["Normalize", "SmallCNN", "ResNet10", "PreActResNet18", "build_model", "model_device"]
 
 
 def build_model(name: str, *, in_channels: int, num_classes: int, image_size: int,
@@ -25,10 +25,6 @@ def build_model(name: str, *, in_channels: int, num_classes: int, image_size: in
     mean = mean if mean is not None else (0.5,) * in_channels
     std = std if std is not None else (0.5,) * in_channels
     return nn.Sequential(Normalize(mean, std), body)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def model_device(model: nn.Module) -> torch.device:
