@@ -3,6 +3,8 @@
 * ``Standard``        — cross-entropy on clean images: min_θ E[CE(f(x), y)].
 * ``PGDTraining``     — Madry et al.: min_θ E[ max_{‖δ‖≤ε} CE(f(x+δ), y) ], the inner
   maximum by PGD (in eval mode, so batch-norm statistics see only the outer step).
+* ``NoiseTraining``   — cross-entropy on x + N(0, σ²I), clamped to [0, 1]
+  (Gaussian noise injection, Zhu et al.'s "random directions").
 
 Training is SGD with Nesterov momentum and a cosine learning-rate schedule.  Models
 are cached in the artifact store under the spec that produced them (see
@@ -24,7 +26,7 @@ from .models import build_model, model_device
 from .progress import progress_bar
 from .store import ArtifactStore
 
-__all__ = ["Standard", "PGDTraining", "train", "trained_classifier", "TrainedModel", "TrainingFailed"]
+__all__ = ["Standard", "PGDTraining", "NoiseTraining", "train", "trained_classifier", "TrainedModel", "TrainingFailed"]
 
 
 class TrainingFailed(RuntimeError):
@@ -57,6 +59,19 @@ class PGDTraining:
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x_adv = pgd(model, x, y, eps=self.eps, step_size=self.step_size, steps=self.steps, norm=self.norm)
         return F.cross_entropy(model(x_adv), y)
+
+
+@dataclass(frozen=True)
+class NoiseTraining:
+    """Cross-entropy on Gaussian-noised inputs, x + N(0, σ²I) clamped to [0, 1]."""
+
+    sigma: float
+
+    def spec(self) -> dict:
+        return {"name": "noise", "sigma": self.sigma}
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model((x + self.sigma * torch.randn_like(x)).clamp(0.0, 1.0)), y)
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
