@@ -56,3 +56,41 @@ def test_pgd_training_objective_runs(digits):
 def test_models_return_logits(arch, shape):
     m = build_model(arch, in_channels=shape[0], num_classes=10, image_size=shape[1])
     assert m(torch.rand(2, *shape)).shape == (2, 10)
+
+
+def test_replay_buffer_reinitialisation_rate():
+    from robgen_lib.training import ReplayBuffer
+
+    buf = ReplayBuffer(100, (1, 2, 2), reinit=0.3, generator=torch.Generator().manual_seed(0))
+    buf.data.fill_(2.0)  # stored samples sit outside [0, 1]; fresh ones inside
+    fresh = 0
+    for _ in range(50):
+        x, idx = buf.sample(200)
+        fresh += (x.flatten(1).max(1).values <= 1.0).sum().item()
+    assert abs(fresh / 10_000 - 0.3) < 0.02
+    x, idx = buf.sample(5)
+    buf.update(idx, torch.zeros_like(x))
+    assert (buf.data[idx] == 0).all()
+    with pytest.raises(Exception, match="reinit"):
+        ReplayBuffer(10, (1,), reinit=1.5, generator=torch.Generator())
+
+
+def test_jeat_trains_and_logs_energies(digits):
+    from robgen_lib.training import JEATTraining
+
+    model = build_model("small_cnn", in_channels=1, num_classes=10, image_size=8)
+    obj = JEATTraining(0.1, 0.05, 2, sgld_steps=3, sgld_step=0.01, buffer_size=200)
+    hist = train(model, digits.train.head(256), obj, epochs=2, batch_size=64, lr=0.01, progress=False)
+    assert len(hist["energy_data"]) == 2 and len(hist["energy_samples"]) == 2
+    assert all(map(lambda v: v == v, hist["energy_data"]))  # no NaN
+
+
+def test_jeat_divergence_guard_fires(digits):
+    from robgen_lib.training import JEATTraining
+
+    model = build_model("small_cnn", in_channels=1, num_classes=10, image_size=8)
+    with torch.no_grad():  # force a blow-up: huge logits mean huge energies
+        model[1].head.weight.mul_(1e6)
+    obj = JEATTraining(0.1, 0.05, 1, sgld_steps=1, sgld_step=0.01, buffer_size=100, max_energy=1e3)
+    with pytest.raises(TrainingFailed, match="JEAT diverged"):
+        train(model, digits.train.head(64), obj, epochs=1, batch_size=64, lr=0.01, progress=False)
