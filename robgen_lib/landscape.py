@@ -1,0 +1,59 @@
+"""Energy landscapes around data points (Zhu et al. 2021, Fig. 2) and flatness numbers.
+
+* Landscape: E(x + a·d₁ + b·d₂, y) on a grid a, b ∈ [-r, r], d₁, d₂ random Gaussian
+  directions of unit ℓ2 norm (per image).  Points are not clamped to [0, 1]: the
+  landscape is the model's, around x.
+* Flatness: the mean ‖∇ₓE(x, y)‖₂ at the data, and the mean range (max - min) of
+  E(x', y) over random points x' of the ℓ∞ ball of radius ε around each image.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attacks import _EvalMode
+from .data import Split
+from .energy import joint_energy
+from .models import model_device
+
+__all__ = ["energy_landscape", "flatness"]
+
+
+@torch.no_grad()
+def energy_landscape(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, radius: float, n: int = 21,
+                     generator: torch.Generator | None = None) -> dict:
+    """Joint energy on an n×n grid of two random unit directions around each image.
+
+    Returns ``offsets`` (n,) and ``energy`` (N, n, n), rows along d₁, columns along d₂.
+    """
+    device = model_device(model)
+    d = torch.randn((2, *x.shape), generator=generator)
+    d = d / d.flatten(2).norm(dim=2).view(2, len(x), *([1] * (x.dim() - 1)))
+    offsets = torch.linspace(-radius, radius, n)
+    a, b = torch.meshgrid(offsets, offsets, indexing="ij")
+    out = torch.empty(len(x), n, n)
+    with _EvalMode(model):
+        for i in range(len(x)):
+            pts = x[i] + a.reshape(-1, 1, 1, 1) * d[0, i] + b.reshape(-1, 1, 1, 1) * d[1, i]
+            yy = y[i].repeat(len(pts))
+            out[i] = joint_energy(model(pts.to(device)).float().cpu(), yy).view(n, n)
+    return {"offsets": offsets, "energy": out}
+
+
+def flatness(model: nn.Module, split: Split, *, eps: float, n_samples: int = 16,
+             generator: torch.Generator | None = None) -> dict:
+    """Mean ‖∇ₓE(x, y)‖₂ over ``split`` and mean range of E(·, y) over random points of the ε-ball."""
+    device = model_device(model)
+    x, y = split.x.to(device), split.y.to(device)
+    with _EvalMode(model):
+        xg = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(joint_energy(model(xg), y).sum(), xg)
+        grad_norm = grad.flatten(1).norm(dim=1)
+        lo = hi = None
+        with torch.no_grad():
+            for _ in range(n_samples):
+                u = torch.rand(x.shape, generator=generator).to(device)
+                e = joint_energy(model((x + (2 * u - 1) * eps).clamp(0, 1)), y)
+                lo = e if lo is None else torch.minimum(lo, e)
+                hi = e if hi is None else torch.maximum(hi, e)
+    return {"grad_norm": float(grad_norm.mean()), "ball_range": float((hi - lo).mean())}
