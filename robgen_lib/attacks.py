@@ -12,7 +12,7 @@ restored afterwards; the device is taken from the inputs.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,8 @@ from torch import nn
 
 from .config import ConfigError, _as_float
 from .energy import marginal_energy
-from .models import model_device
+from .data import batch_slices
+from .models import eval_mode, model_device
 from .progress import progress_bar
 
 __all__ = ["LinfRule", "L2Rule", "ce_loss", "he_pgd_loss", "energy_matching_loss", "pgd", "attack", "attack_path",
@@ -132,17 +133,6 @@ def _check(eps, step_size, steps, norm):
     return eps, step_size
 
 
-class _EvalMode:
-    def __init__(self, model: nn.Module):
-        self.model, self.was_training = model, model.training
-
-    def __enter__(self):
-        self.model.eval()
-
-    def __exit__(self, *exc):
-        self.model.train(self.was_training)
-
-
 def pgd(
     model: nn.Module,
     x: torch.Tensor,
@@ -167,7 +157,7 @@ def pgd(
     x = x.detach()
     x_adv = rule.project(rule.random_start(x, generator), x) if random_start and eps > 0 else x.clone()
     sign = -1.0 if targeted else 1.0
-    with _EvalMode(model):
+    with eval_mode(model):
         if callback is not None:
             callback(0, x_adv)
         for k in range(1, steps + 1):
@@ -181,17 +171,12 @@ def pgd(
     return x_adv.detach()
 
 
-def _batches(n: int, batch_size: int) -> Iterable[slice]:
-    for i in range(0, n, batch_size):
-        yield slice(i, min(n, i + batch_size))
-
-
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Logits of ``model`` on ``x`` in eval mode, batched, returned on the CPU."""
     device = model_device(model)
-    with _EvalMode(model):
-        return torch.cat([model(x[s].to(device)).float().cpu() for s in _batches(len(x), batch_size)])
+    with eval_mode(model):
+        return torch.cat([model(x[s].to(device)).float().cpu() for s in batch_slices(len(x), batch_size)])
 
 
 def attack_path(
@@ -214,7 +199,7 @@ def attack_path(
     device = model_device(model)
     out: dict[int, list] = {k: [] for k in record}
     gen = torch.Generator().manual_seed(seed)
-    batches = list(_batches(len(x), batch_size))
+    batches = list(batch_slices(len(x), batch_size))
     bar = progress_bar(None, desc=f"PGD ({len(x)} images)", total=len(batches) * max(record), enabled=progress)
     for s in batches:
         xb, yb = x[s].to(device), y[s].to(device)
@@ -237,4 +222,4 @@ def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: in
     device = model_device(model)
     gen = torch.Generator().manual_seed(seed)
     return torch.cat([pgd(model, x[s].to(device), y[s].to(device), generator=gen, **pgd_kwargs).cpu()
-                      for s in _batches(len(x), batch_size)])
+                      for s in batch_slices(len(x), batch_size)])

@@ -23,7 +23,7 @@ import torch
 
 from .config import ConfigError, DATASETS, data_root
 
-__all__ = ["Split", "Dataset", "DataUnavailableError", "load_dataset"]
+__all__ = ["Split", "Dataset", "DataUnavailableError", "load_dataset", "batch_slices"]
 
 
 class DataUnavailableError(ConfigError):
@@ -79,6 +79,12 @@ class Dataset:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def batch_slices(n: int, batch_size: int):
+    """Consecutive slices covering range(n), ``batch_size`` at a time."""
+    for i in range(0, n, batch_size):
+        yield slice(i, min(n, i + batch_size))
 
 
 def _permute(n: int, seed: int) -> torch.Tensor:

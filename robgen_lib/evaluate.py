@@ -1,6 +1,6 @@
 """Evaluations the chapters share: accuracy and energy along an attack, sweeps over ε,
 histogram overlap, and the energy-detector study.  Results are plain dicts of tensors
-and numbers so that they can be cached in the artifact store (see :func:`cached`).
+and numbers so that they can be cached in the artifact store (``Chapter.result``).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .data import Split
 from .energy import EnergyDetector, ce_decomposition, marginal_energy, roc_curve
 
 __all__ = [
-    "accuracy_of", "identity_gap", "energy_path", "eps_sweep", "histogram_overlap",
+    "accuracy_of", "identity_gap", "clean_and_attacked", "energy_path", "eps_sweep", "histogram_overlap",
     "detector_study", "first_crossing", "paired_shift", "significantly_lower",
     "ks_statistic", "attack_energies",
 ]
@@ -31,6 +31,16 @@ def identity_gap(model: nn.Module, split: Split) -> dict:
     ce, exy, ex = ce_decomposition(logits.double(), split.y)
     return {"max_abs_gap": float((ce - (exy - ex)).abs().max()), "mean_ce": float(ce.mean()),
             "mean_joint": float(exy.mean()), "mean_marginal": float(ex.mean()), "n": len(split)}
+
+
+def clean_and_attacked(model: nn.Module, split: Split, *, steps: int, eps: float, step_size: float,
+                       norm: str = "linf", loss=ce_loss, seed: int = 0, batch_size: int = 512,
+                       progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of ``split`` clean and after ``steps`` PGD steps (one run), on the CPU."""
+    clean = predict_logits(model, split.x)
+    adv = attack_path(model, split.x, split.y, [steps], eps=eps, step_size=step_size, norm=norm, loss=loss,
+                      seed=seed, batch_size=batch_size, progress=progress)[steps]
+    return clean, adv
 
 
 def energy_path(model: nn.Module, split: Split, record: Sequence[int], *, eps: float, step_size: float,
@@ -62,7 +72,7 @@ def eps_sweep(model: nn.Module, split: Split, eps_grid: Sequence[float], *, step
     """
     out = {"eps": [], "accuracy": [], "mean_energy": [], "tpr": [], "fpr": [], "auroc": []}
     energies = []
-    for i, eps in enumerate(eps_grid):
+    for eps in eps_grid:
         if eps == 0:
             logits = predict_logits(model, split.x)
             tpr = fpr = auc = float("nan")
@@ -109,9 +119,8 @@ def ks_statistic(a, b) -> float:
 def attack_energies(model: nn.Module, split: Split, *, steps: int, eps: float, step_size: float, loss=ce_loss,
                     seed: int = 0, batch_size: int = 512, progress: bool = True) -> dict:
     """Clean and attacked marginal energies and the attack's accuracy on ``split`` (one PGD run)."""
-    clean = predict_logits(model, split.x)
-    adv = attack_path(model, split.x, split.y, [steps], eps=eps, step_size=step_size, loss=loss, seed=seed,
-                      batch_size=batch_size, progress=progress)[steps]
+    clean, adv = clean_and_attacked(model, split, steps=steps, eps=eps, step_size=step_size, loss=loss, seed=seed,
+                                    batch_size=batch_size, progress=progress)
     return {"clean_energy": marginal_energy(clean), "adv_energy": marginal_energy(adv),
             "accuracy": accuracy_of(adv, split.y), "clean_accuracy": accuracy_of(clean, split.y)}
 
@@ -145,14 +154,10 @@ def detector_study(model: nn.Module, heldout: Split, test: Split, *, temperature
     AUROC.  Also the test ROC curve at T = 1, the attack's test accuracy, and the attacked
     test logits.  Held-out images are attacked with ``seed``, test images with ``seed + 1``.
     """
-    def logits_pair(split: Split, s: int):
-        clean = predict_logits(model, split.x)
-        adv = attack_path(model, split.x, split.y, [steps], eps=eps, step_size=step_size, norm=norm, loss=loss,
-                          seed=s, batch_size=batch_size, progress=progress)[steps]
-        return clean, adv
-
-    h_clean, h_adv = logits_pair(heldout, seed)
-    t_clean, t_adv = logits_pair(test, seed + 1)
+    attack = dict(steps=steps, eps=eps, step_size=step_size, norm=norm, loss=loss, batch_size=batch_size,
+                  progress=progress)
+    h_clean, h_adv = clean_and_attacked(model, heldout, seed=seed, **attack)
+    t_clean, t_adv = clean_and_attacked(model, test, seed=seed + 1, **attack)
     rows = {"temperature": [], "threshold": [], "tpr": [], "fpr": [], "auroc": []}
     for t in temperatures:
         det = EnergyDetector(t).fit(marginal_energy(h_clean, t), marginal_energy(h_adv, t))

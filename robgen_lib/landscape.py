@@ -11,10 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attacks import _EvalMode
 from .data import Split
 from .energy import joint_energy
-from .models import model_device
+from .models import eval_mode, model_device
 
 __all__ = ["energy_landscape", "flatness"]
 
@@ -32,7 +31,7 @@ def energy_landscape(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, radi
     offsets = torch.linspace(-radius, radius, n)
     a, b = torch.meshgrid(offsets, offsets, indexing="ij")
     out = torch.empty(len(x), n, n)
-    with _EvalMode(model):
+    with eval_mode(model):
         for i in range(len(x)):
             pts = x[i] + a.reshape(-1, 1, 1, 1) * d[0, i] + b.reshape(-1, 1, 1, 1) * d[1, i]
             yy = y[i].repeat(len(pts))
@@ -45,7 +44,7 @@ def flatness(model: nn.Module, split: Split, *, eps: float, n_samples: int = 16,
     """Mean ‖∇ₓE(x, y)‖₂ over ``split`` and mean range of E(·, y) over random points of the ε-ball."""
     device = model_device(model)
     x, y = split.x.to(device), split.y.to(device)
-    with _EvalMode(model):
+    with eval_mode(model):
         xg = x.clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(joint_energy(model(xg), y).sum(), xg)
         grad_norm = grad.flatten(1).norm(dim=1)

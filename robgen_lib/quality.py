@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attacks import _EvalMode, _batches
-from .models import model_device
+from .data import batch_slices
+from .models import eval_mode, model_device
 
 __all__ = ["penultimate_features", "frechet_distance", "is_style_score"]
 
@@ -37,8 +37,8 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int = 51
     device = model_device(model)
     probs = []
     try:
-        with _EvalMode(model):
-            for s in _batches(len(x), batch_size):
+        with eval_mode(model):
+            for s in batch_slices(len(x), batch_size):
                 probs.append(torch.softmax(model(x[s].to(device)).float(), 1).cpu())
     finally:
         hook.remove()

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .attacks import _EvalMode, ce_loss, pgd
+from .attacks import ce_loss, pgd
 from .config import ConfigError, _as_float
 from .data import Split
 from .energy import joint_energy, marginal_energy
+from .models import eval_mode
 
 __all__ = ["ClassGaussians", "fit_class_gaussians", "sample_seeds", "generate", "sgld"]
 
@@ -70,7 +71,7 @@ def sgld(model: nn.Module, x: torch.Tensor, *, steps: int, step_size: float, noi
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ConfigError(f"steps must be a non-negative integer, got {steps!r}")
     x = x.detach().clone()
-    with _EvalMode(model):
+    with eval_mode(model):
         for _ in range(steps):
             x.requires_grad_(True)
             logits = model(x)

@@ -148,7 +148,11 @@ class ArtifactStore:
             return None
 
     def get_or_build(self, kind: str, spec: dict, build: Callable[[], dict]) -> dict:
-        """Load the entry for ``spec`` or run ``build()`` and store what it returns."""
+        """Load the entry for ``spec`` or run ``build()`` and store what it returns.
+
+        A fresh entry is read back from disk, so the first run returns exactly what later
+        (cached) runs will load: the same dtypes, the same CPU tensors.
+        """
         payload = self.load(kind, spec)
         if payload is None:
             payload = build()

@@ -8,7 +8,7 @@ from torch import nn
 from ..config import ConfigError, MODELS
 from .classifiers import Normalize, PreActResNet18, ResNet10, SmallCNN
 
-__all__ = ["Normalize", "SmallCNN", "ResNet10", "PreActResNet18", "build_model", "model_device"]
+__all__ = ["Normalize", "SmallCNN", "ResNet10", "PreActResNet18", "build_model", "model_device", "eval_mode"]
 
 
 def build_model(name: str, *, in_channels: int, num_classes: int, image_size: int,
@@ -31,3 +31,16 @@ def model_device(model: nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
+
+
+class eval_mode:
+    """``with eval_mode(model):`` — the model in eval mode inside, its previous mode restored after."""
+
+    def __init__(self, model: nn.Module):
+        self.model, self.was_training = model, model.training
+
+    def __enter__(self):
+        self.model.eval()
+
+    def __exit__(self, *exc):
+        self.model.train(self.was_training)
