@@ -28,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = {
     "01_energy": (180, 30, []),
     "02_he_pgd": (180, None, ["01_energy"]),
+    "03_jeat": (300, None, ["01_energy"]),
 }
 
 

@@ -14,7 +14,7 @@ from .config import Config, ConfigError, pick_device, resolve, seed_everything
 from .data import Dataset, load_dataset
 from .report import Report
 from .store import ArtifactStore
-from .training import PGDTraining, Standard, TrainedModel, trained_classifier
+from .training import JEATTraining, NoiseTraining, PGDTraining, Standard, TrainedModel, trained_classifier
 
 __all__ = ["Chapter"]
 
@@ -44,21 +44,49 @@ class Chapter:
         return self.data.test.head(self.cfg.n_eval)
 
     # -- models ---------------------------------------------------------------------
-    def classifier(self, kind: str = "standard", seed: int | None = None) -> TrainedModel:
-        """The profile's ``standard`` or ``robust`` (PGD-trained) classifier, trained once and cached."""
+    #: Offset of the scorer's seed: the classifier that rates samples is trained apart from every generator.
+    SCORER_SEED_OFFSET = 1000
+
+    def classifier(self, kind: str = "standard", seed: int | None = None, sigma: float | None = None) -> TrainedModel:
+        """A classifier of the profile, trained once and cached.
+
+        ``standard``: cross-entropy; ``robust``: PGD-trained; ``noise``: Gaussian noise of
+        std ``sigma`` (σ = 0 is the standard model itself); ``jeat``: JEAT (chapter 3);
+        ``scorer`` / ``robust_scorer``: a standard / PGD-trained model with its own seed, used
+        only to rate samples (chapter 3).
+        """
         c = self.cfg
         seed = c.seed if seed is None else seed
+        epochs, lr, arch = c.epochs, c.lr, c.model
+        if kind == "noise" and sigma is not None and float(sigma) == 0.0:
+            kind = "standard"
         if kind == "standard":
-            arch, objective, epochs = c.model, Standard(), c.epochs
+            objective = Standard()
+        elif kind == "scorer":
+            objective, seed = Standard(), seed + self.SCORER_SEED_OFFSET
+        elif kind == "robust_scorer":
+            arch, epochs, seed = c.robust_model, c.robust_epochs, seed + self.SCORER_SEED_OFFSET
+            objective = PGDTraining(c.train_eps, c.train_step_size, c.train_steps)
+        elif kind == "noise":
+            if sigma is None or not 0.0 <= float(sigma) <= 10.0:
+                raise ConfigError(f"kind='noise' needs sigma in [0, 10], got {sigma!r}")
+            objective = NoiseTraining(float(sigma))
         elif kind == "robust":
             arch, epochs = c.robust_model, c.robust_epochs
             objective = PGDTraining(c.train_eps, c.train_step_size, c.train_steps)
+        elif kind == "jeat":
+            arch, epochs, lr = c.robust_model, c.jeat_epochs, c.jeat_lr
+            objective = JEATTraining(c.train_eps, c.train_step_size, c.train_steps, sgld_steps=c.sgld_steps,
+                                     sgld_step=c.sgld_step, sgld_noise=c.sgld_noise, buffer_size=c.buffer_size,
+                                     reinit=c.reinit, energy_penalty=c.energy_penalty, cd_weight=c.cd_weight,
+                                     seed=seed)
         else:
-            raise ConfigError(f"unknown classifier kind {kind!r}; allowed: 'standard', 'robust'")
-        key = (kind, seed)
+            raise ConfigError(f"unknown classifier kind {kind!r}; allowed: 'standard', 'robust', 'noise', 'jeat', "
+                              f"'scorer', 'robust_scorer'")
+        key = (kind, seed, sigma if kind == "noise" else None)
         if key not in self._models:
             self._models[key] = trained_classifier(
-                self.data, arch, objective, epochs=epochs, batch_size=c.batch_size, lr=c.lr,
+                self.data, arch, objective, epochs=epochs, batch_size=c.batch_size, lr=lr,
                 weight_decay=c.weight_decay, seed=seed, device=self.device, store=self.store)
         return self._models[key]
 

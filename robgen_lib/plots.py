@@ -125,3 +125,70 @@ def tradeoff(points: Mapping[str, Sequence[tuple]], *, xlabel: str, ylabel: str,
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _as_image(x):
+    """(C, H, W) in [0, 1] → an array imshow draws (grey for one channel)."""
+    a = _np(x).clip(0.0, 1.0)
+    return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
+
+
+def contours(grids: Mapping[str, Sequence[object]], offsets, *, levels: int = 14, xlabel: str = "direction 2",
+             ylabel: str = "direction 1", label: str = "E(x, y)"):
+    """Rows = models, columns = images: filled contours of an energy on a 2-D grid centred on the image.
+
+    ``grids``: row label → list of (n, n) arrays; one colour scale per row, the centre marked.
+    """
+    rows = list(grids.items())
+    n_cols = max(len(g) for _, g in rows)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(2.3 * n_cols + 1.2, 2.1 * len(rows)), squeeze=False)
+    off = _np(offsets)
+    for r, (name, row) in enumerate(rows):
+        arrays = [_np(g) for g in row]
+        lo = min(a.min() for a in arrays)
+        hi = max(a.max() for a in arrays)
+        lv = np.linspace(lo, hi + 1e-9, levels)
+        for c in range(n_cols):
+            ax = axes[r, c]
+            if c >= len(arrays):
+                ax.axis("off")
+                continue
+            cs = ax.contourf(off, off, arrays[c], levels=lv, cmap="viridis")
+            ax.plot([0], [0], "r*", ms=8)
+            ax.set_xticks([off[0], 0, off[-1]])
+            ax.set_yticks([off[0], 0, off[-1]])
+            ax.tick_params(labelsize=7)
+            if c == 0:
+                ax.set_ylabel(f"{name}\n{ylabel}", fontsize=8)
+            if r == len(rows) - 1:
+                ax.set_xlabel(xlabel, fontsize=8)
+        fig.colorbar(cs, ax=list(axes[r]), label=label, shrink=0.9)
+    return fig
+
+
+def tile(images, cols: int, pad: int = 1, fill: float = 1.0) -> np.ndarray:
+    """(N, C, H, W) images in [0, 1] → one (C, rows·(H+pad)-pad, cols·(W+pad)-pad) array, row-major."""
+    x = _np(images).clip(0.0, 1.0)
+    n, c, h, w = x.shape
+    rows = -(-n // cols)
+    out = np.full((c, rows * (h + pad) - pad, cols * (w + pad) - pad), fill, dtype=x.dtype)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        out[:, r * (h + pad):r * (h + pad) + h, q * (w + pad):q * (w + pad) + w] = x[i]
+    return out
+
+
+def mosaics(blocks, *, cols: int, title: str = "", width: float = 2.6):
+    """Side-by-side panels, each a tiled set of images (a mapping or (label, images) pairs)."""
+    blocks = list(blocks.items() if hasattr(blocks, "items") else blocks)
+    tiles = [tile(b, cols) for _, b in blocks]
+    aspect = tiles[0].shape[1] / tiles[0].shape[2]
+    fig, axes = plt.subplots(1, len(blocks), figsize=(width * len(blocks), width * aspect + 0.6), squeeze=False)
+    for ax, (label, _), t in zip(axes[0], blocks, tiles):
+        ax.imshow(_as_image(t), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -8,6 +8,10 @@ published FID/IS numbers; they rank sets of samples of the same data.
 * Fréchet distance between feature Gaussians:
   ‖μ_a − μ_b‖² + tr(Σ_a + Σ_b − 2 (Σ_a Σ_b)^{1/2})
 * IS-style score: exp( E_x KL( p(y|x) ‖ p(y) ) ), p(y) the mean prediction.
+
+The real Inception Score and FID (Inception-v3 features) come from torch-fidelity
+(:func:`fidelity_scores`), an optional install (``pip install -e ".[paper]"``) whose
+Inception weights download at first use — a user's machine, not an offline one.
 """
 from __future__ import annotations
 
@@ -18,7 +22,12 @@ from torch import nn
 from .data import batch_slices
 from .models import eval_mode, model_device
 
-__all__ = ["penultimate_features", "frechet_distance", "is_style_score"]
+__all__ = ["penultimate_features", "frechet_distance", "is_style_score", "sample_quality", "better_on",
+           "fidelity_scores", "FidelityUnavailable"]
+
+
+class FidelityUnavailable(RuntimeError):
+    """torch-fidelity is not installed, or its Inception weights cannot be downloaded."""
 
 
 def _last_linear(model: nn.Module) -> nn.Linear:
@@ -70,3 +79,77 @@ def is_style_score(probs) -> float:
     p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
     marginal = p.mean(0, keepdims=True)
     return float(np.exp((p * (np.log(p) - np.log(marginal))).sum(1).mean()))
+
+
+def sample_quality(scorer: nn.Module, samples: torch.Tensor, reference: torch.Tensor,
+                   targets: torch.Tensor | None = None) -> dict:
+    """The scorer's view of a set of samples.
+
+    ``is_style``: IS-style score of the samples; ``fid_style``: Fréchet distance between
+    the scorer's penultimate features of samples and ``reference`` (real images);
+    ``agreement``: fraction of samples the scorer assigns to their target class (when
+    ``targets`` are given).
+    """
+    f_s, p_s = penultimate_features(scorer, samples)
+    f_r, _ = penultimate_features(scorer, reference)
+    out = {"is_style": is_style_score(p_s.numpy()), "fid_style": frechet_distance(f_s.numpy(), f_r.numpy())}
+    if targets is not None:
+        out["agreement"] = float((p_s.argmax(1) == targets.cpu()).float().mean())
+    return out
+
+
+#: Score → True when higher is better.
+HIGHER_IS_BETTER = {"is_style": True, "fid_style": False, "agreement": True, "IS": True, "FID": False}
+
+
+def better_on(a: dict, b: dict, metrics=("is_style", "fid_style")) -> list[tuple[str, str]]:
+    """The (scorer, metric) pairs on which sample set ``a`` scores strictly better than ``b``.
+
+    ``a`` and ``b`` map scorer name → :func:`sample_quality` result.
+    """
+    out = []
+    for scorer in a:
+        for m in metrics:
+            va, vb = a[scorer][m], b[scorer][m]
+            if (va > vb) if HIGHER_IS_BETTER[m] else (va < vb):
+                out.append((scorer, m))
+    return out
+
+
+class _Uint8RGB(torch.utils.data.Dataset):
+    """Images in [0, 1], (N, C, H, W), as torch-fidelity wants them: uint8 RGB tensors."""
+
+    def __init__(self, x: torch.Tensor):
+        x = x.detach().float().cpu().clamp(0.0, 1.0)
+        self.x = (x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x).mul(255).round().to(torch.uint8)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i]
+
+
+def fidelity_scores(samples: torch.Tensor, reference: torch.Tensor, *, cuda: bool | None = None) -> dict:
+    """Inception Score of ``samples`` and FID between ``samples`` and ``reference`` (torch-fidelity).
+
+    Raises :class:`FidelityUnavailable` with the fix when torch-fidelity is missing or its
+    Inception weights cannot be fetched (no network and no copy in the torch hub cache).
+    """
+    try:
+        import torch_fidelity
+    except ImportError as exc:
+        raise FidelityUnavailable('real IS/FID need torch-fidelity: pip install -e ".[paper]" '
+                                  "(it keeps the pinned torch)") from exc
+    if len(samples) < 2 or len(reference) < 2:
+        raise ValueError("IS/FID need at least 2 samples and 2 reference images")
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    try:
+        out = torch_fidelity.calculate_metrics(input1=_Uint8RGB(samples), input2=_Uint8RGB(reference), isc=True,
+                                               fid=True, cuda=cuda, verbose=False,
+                                               isc_splits=min(10, len(samples)))
+    except OSError as exc:  # urllib's URLError and friends: the weights could not be downloaded
+        raise FidelityUnavailable(f"torch-fidelity could not fetch its Inception-v3 weights ({exc}); run once with "
+                                  f"network access, or place them in the torch hub cache") from exc
+    return {"IS": float(out["inception_score_mean"]), "IS_std": float(out["inception_score_std"]),
+            "FID": float(out["frechet_inception_distance"])}

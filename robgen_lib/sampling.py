@@ -20,9 +20,11 @@ from .attacks import ce_loss, pgd
 from .config import ConfigError, _as_float
 from .data import Split
 from .energy import joint_energy, marginal_energy
-from .models import eval_mode
+from .data import batch_slices
+from .models import eval_mode, model_device
+from .progress import progress_bar
 
-__all__ = ["ClassGaussians", "fit_class_gaussians", "sample_seeds", "generate", "sgld"]
+__all__ = ["ClassGaussians", "fit_class_gaussians", "sample_seeds", "generate", "sgld", "sgld_samples"]
 
 
 @dataclass
@@ -56,10 +58,16 @@ def sample_seeds(g: ClassGaussians, labels: torch.Tensor, generator: torch.Gener
 
 
 def generate(model: nn.Module, seeds: torch.Tensor, targets: torch.Tensor, *, eps: float, step_size: float,
-             steps: int) -> torch.Tensor:
-    """Targeted ℓ2 PGD on CE toward ``targets`` from ``seeds`` (no random start)."""
-    return pgd(model, seeds, targets, eps=eps, step_size=step_size, steps=steps, norm="l2", loss=ce_loss,
-               targeted=True, random_start=False)
+             steps: int, batch_size: int = 256, progress: bool = False) -> torch.Tensor:
+    """Targeted ℓ2 PGD on CE toward ``targets`` from ``seeds`` (no random start), batched on the
+    model's device; the samples come back on the device of ``seeds``."""
+    device = model_device(model)
+    out = []
+    for s in progress_bar(list(batch_slices(len(seeds), batch_size)), desc=f"generate ({len(seeds)})",
+                          enabled=progress, leave=False):
+        out.append(pgd(model, seeds[s].to(device), targets[s].to(device), eps=eps, step_size=step_size, steps=steps,
+                       norm="l2", loss=ce_loss, targeted=True, random_start=False).to(seeds.device))
+    return torch.cat(out) if out else seeds.clone()
 
 
 def sgld(model: nn.Module, x: torch.Tensor, *, steps: int, step_size: float, noise: float,
@@ -81,3 +89,18 @@ def sgld(model: nn.Module, x: torch.Tensor, *, steps: int, step_size: float, noi
                 z = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
                 x = (x - step_size * grad + noise * z).clamp(0.0, 1.0)
     return x.detach()
+
+
+def sgld_samples(model: nn.Module, starts: torch.Tensor, *, steps: int, step_size: float, noise: float,
+                 y: torch.Tensor | None = None, seed: int = 0, batch_size: int = 256,
+                 progress: bool = False) -> torch.Tensor:
+    """:func:`sgld` over ``starts`` in batches on the model's device, seeded; results on the CPU."""
+    device = model_device(model)
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for s in progress_bar(list(batch_slices(len(starts), batch_size)), desc=f"SGLD ({len(starts)})",
+                          enabled=progress, leave=False):
+        yb = None if y is None else y[s].to(device)
+        out.append(sgld(model, starts[s].to(device), steps=steps, step_size=step_size, noise=noise, y=yb,
+                        generator=gen).cpu())
+    return torch.cat(out) if out else starts.clone()

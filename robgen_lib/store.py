@@ -31,7 +31,7 @@ from .config import cache_root
 __all__ = ["CACHE_VERSION", "ArtifactStore", "CorruptArtifact", "spec_key"]
 
 #: Bump when a change of code changes what a spec produces.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 class CorruptArtifact(RuntimeError):

@@ -106,8 +106,11 @@ class JEATTraining:
 
     def __init__(self, eps: float, step_size: float, steps: int, *, sgld_steps: int = 20, sgld_step: float = 1.0,
                  sgld_noise: float = 0.01, buffer_size: int = 10_000, reinit: float = 0.05,
-                 energy_penalty: float = 0.1, max_energy: float = 1e4, seed: int = 0):
+                 energy_penalty: float = 0.1, cd_weight: float = 1.0, max_energy: float = 1e4, seed: int = 0):
+        if cd_weight < 0 or energy_penalty < 0:
+            raise ConfigError(f"cd_weight and energy_penalty must be >= 0, got {cd_weight} and {energy_penalty}")
         self.eps, self.step_size, self.steps = eps, step_size, steps
+        self.cd_weight = cd_weight
         self.sgld_steps, self.sgld_step, self.sgld_noise = sgld_steps, sgld_step, sgld_noise
         self.buffer_size, self.reinit, self.energy_penalty = buffer_size, reinit, energy_penalty
         self.max_energy, self.seed = max_energy, seed
@@ -118,7 +121,8 @@ class JEATTraining:
     def spec(self) -> dict:
         return {"name": "jeat", "eps": self.eps, "step_size": self.step_size, "steps": self.steps,
                 "sgld_steps": self.sgld_steps, "sgld_step": self.sgld_step, "sgld_noise": self.sgld_noise,
-                "buffer_size": self.buffer_size, "reinit": self.reinit, "energy_penalty": self.energy_penalty}
+                "buffer_size": self.buffer_size, "reinit": self.reinit, "energy_penalty": self.energy_penalty,
+                "cd_weight": self.cd_weight, "seed": self.seed}
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.buffer is None:
@@ -137,8 +141,14 @@ class JEATTraining:
                                  f"or use more SGLD steps")
         self._log["energy_data"].append(e_data.mean().item())
         self._log["energy_samples"].append(e_samp.mean().item())
-        return (F.cross_entropy(logits_adv, y) + (e_data.mean() - e_samp.mean())
+        return (F.cross_entropy(logits_adv, y) + self.cd_weight * (e_data.mean() - e_samp.mean())
                 + self.energy_penalty * (e_data.pow(2).mean() + e_samp.pow(2).mean()))
+
+    def buffer_samples(self, n: int) -> torch.Tensor:
+        """The first ``n`` samples of the replay buffer (JEAT's own unconditional samples)."""
+        if self.buffer is None:
+            raise RuntimeError("the replay buffer is filled during training; train first")
+        return self.buffer.data[:n].clone()
 
     def epoch_metrics(self) -> dict[str, float]:
         """Mean energies of data and SGLD samples over the epoch just ended."""
@@ -163,8 +173,12 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def train(model: nn.Module, data: Split, objective, *, epochs: int, batch_size: int, lr: float,
           weight_decay: float = 5e-4, seed: int = 0, augment: bool = False, progress: bool = True,
-          desc: str = "train") -> dict[str, list[float]]:
+          desc: str = "train", monitor=None) -> dict[str, list[float]]:
     """Train ``model`` in place on ``data``; returns the per-epoch mean training loss.
+
+    ``monitor(model)``, if given, is called in eval mode after every epoch and returns a
+    dict of numbers appended to the history (e.g. the test accuracy); so is the
+    objective's ``epoch_metrics()`` when it has one.
 
     Raises :class:`TrainingFailed` when the loss becomes NaN or infinite.
     """
@@ -197,7 +211,11 @@ def train(model: nn.Module, data: Split, objective, *, epochs: int, batch_size: 
             sched.step()
             total += loss.item() * len(yb)
         history["loss"].append(total / n)
-        for key, value in getattr(objective, "epoch_metrics", dict)().items():
+        extra = dict(getattr(objective, "epoch_metrics", dict)())
+        if monitor is not None:
+            model.eval()
+            extra.update(monitor(model))
+        for key, value in extra.items():
             history.setdefault(key, []).append(value)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{total / n:.3f}")
@@ -212,6 +230,7 @@ class TrainedModel:
     history: dict = field(default_factory=dict)
     test_accuracy: float = float("nan")
     from_cache: bool = False
+    samples: torch.Tensor | None = None   # e.g. JEAT's replay-buffer samples
 
 
 def accuracy(model: nn.Module, split: Split, batch_size: int = 512) -> float:
@@ -249,17 +268,21 @@ def trained_classifier(data: Dataset, arch: str, objective, *, epochs: int, batc
         model = make()
         hist = train(model, data.train, objective, epochs=epochs, batch_size=batch_size, lr=lr,
                      weight_decay=weight_decay, seed=seed, augment=augment, progress=progress,
-                     desc=f"{arch}/{objective.spec()['name']}/seed{seed}")
-        return {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "history": {k: torch.tensor(v) for k, v in hist.items()},
-                "test_accuracy": accuracy(model, data.test)}
+                     desc=f"{arch}/{objective.spec()['name']}/seed{seed}",
+                     monitor=lambda m: {"test_accuracy": accuracy(m, data.test)})
+        payload = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                   "history": {k: torch.tensor(v) for k, v in hist.items()},
+                   "test_accuracy": accuracy(model, data.test)}
+        if hasattr(objective, "buffer_samples"):
+            payload["samples"] = objective.buffer_samples(64)
+        return payload
 
     payload = store.get_or_build("classifier", spec, build)
     model = make()
     model.load_state_dict(payload["state_dict"])
     model.eval()
     out = TrainedModel(model, spec, {k: v.tolist() for k, v in payload["history"].items()},
-                       float(payload["test_accuracy"]), from_cache=not built)
+                       float(payload["test_accuracy"]), from_cache=not built, samples=payload.get("samples"))
     if min_accuracy is not None and out.test_accuracy < min_accuracy:
         raise TrainingFailed(f"{arch} ({objective.spec()['name']}) reached test accuracy "
                              f"{out.test_accuracy:.3f} < the expected {min_accuracy:.3f}")

@@ -90,3 +90,27 @@ def test_seed_everything_is_deterministic():
     assert torch.equal(a, torch.rand(3))
     with pytest.raises(ConfigError):
         seed_everything(-1)
+
+
+def test_chapter_classifier_kinds(monkeypatch, tmp_path):
+    monkeypatch.setenv("ROBGEN_CACHE", str(tmp_path))
+    ch = Chapter("quick", epochs=1, sigma_grid="0, 0.1")
+    assert ch.cfg.sigma_grid == (0.0, 0.1)
+    std = ch.classifier("standard")
+    assert ch.classifier("noise", sigma=0.0) is std   # σ = 0 is the standard model, not a retrained one
+    assert ch.classifier("scorer").spec["seed"] == std.spec["seed"] + Chapter.SCORER_SEED_OFFSET
+    with pytest.raises(ConfigError, match="sigma"):
+        ch.classifier("noise", sigma=-1.0)
+    with pytest.raises(ConfigError, match="allowed"):
+        ch.classifier("vae")
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(sigma_grid="0, -0.1"), "sigma_grid"),
+    (dict(gen_eps=0.0), "gen_eps must be >"),
+    (dict(reinit=1.5), "reinit must be <="),
+    (dict(landscape_points=2), "landscape_points must be >= 3"),
+])
+def test_bad_chapter3_parameters(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        resolve(**kw)

@@ -47,3 +47,12 @@ def test_robust_training_flattens_the_energy(trained, digits, store):
     g = torch.Generator().manual_seed(0)
     assert flatness(robust.model, split, eps=0.15, generator=g)["grad_norm"] < \
         flatness(trained.model, split, eps=0.15, generator=g)["grad_norm"]
+
+
+def test_tile_lays_images_out_row_major():
+    from robgen_lib.plots import tile
+
+    x = torch.stack([torch.full((1, 2, 2), v) for v in (0.0, 0.25, 0.5)])
+    t = tile(x, cols=2, pad=1, fill=1.0)
+    assert t.shape == (1, 5, 5)
+    assert t[0, 0, 0] == 0.0 and t[0, 0, 3] == 0.25 and t[0, 3, 0] == 0.5 and t[0, 3, 3] == 1.0

@@ -29,3 +29,61 @@ def test_is_style_score_bounds():
     confident_diverse = np.eye(k)[np.arange(1000) % k]
     assert is_style_score(confident_diverse) == pytest.approx(k, rel=1e-6)
     assert is_style_score(np.full((100, k), 1 / k)) == pytest.approx(1.0)
+
+
+def test_sample_quality_prefers_real_images_and_reads_targets(trained, digits):
+    from robgen_lib.quality import sample_quality
+
+    real, ref = digits.test.x[:150], digits.test.x[150:]
+    noise = torch.rand(150, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    good = sample_quality(trained.model, real, ref, targets=digits.test.y[:150])
+    bad = sample_quality(trained.model, noise, ref, targets=digits.test.y[:150])
+    assert good["fid_style"] < bad["fid_style"] and good["is_style"] > bad["is_style"]
+    assert good["agreement"] > 0.9 > bad["agreement"]
+    assert "agreement" not in sample_quality(trained.model, real, ref)
+
+
+def test_fidelity_scores_explain_what_is_missing(monkeypatch):
+    import sys
+
+    from robgen_lib import quality
+
+    monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # import fails as if not installed
+    with pytest.raises(quality.FidelityUnavailable, match=r"pip install -e \".\[paper\]\""):
+        quality.fidelity_scores(torch.rand(4, 1, 8, 8), torch.rand(4, 1, 8, 8))
+
+
+def test_fidelity_scores_hand_uint8_rgb_images_to_torch_fidelity(monkeypatch):
+    import sys
+    import types
+
+    from robgen_lib import quality
+
+    seen = {}
+
+    def fake_calculate_metrics(**kw):
+        seen.update(kw)
+        return {"inception_score_mean": 2.0, "inception_score_std": 0.1, "frechet_inception_distance": 5.0}
+
+    monkeypatch.setitem(sys.modules, "torch_fidelity", types.SimpleNamespace(calculate_metrics=fake_calculate_metrics))
+    out = quality.fidelity_scores(torch.full((6, 1, 8, 8), 0.5), torch.rand(5, 3, 8, 8), cuda=False)
+    assert out == {"IS": 2.0, "IS_std": 0.1, "FID": 5.0}
+    img = seen["input1"][0]
+    assert img.dtype == torch.uint8 and img.shape == (3, 8, 8) and int(img[0, 0, 0]) == 128
+    assert len(seen["input2"]) == 5 and seen["isc"] and seen["fid"]
+
+    def offline(**kw):
+        raise OSError("<urlopen error>")
+
+    monkeypatch.setitem(sys.modules, "torch_fidelity", types.SimpleNamespace(calculate_metrics=offline))
+    with pytest.raises(quality.FidelityUnavailable, match="Inception-v3 weights"):
+        quality.fidelity_scores(torch.rand(4, 1, 8, 8), torch.rand(4, 1, 8, 8))
+
+
+def test_better_on_reads_each_metric_in_its_direction():
+    from robgen_lib.quality import better_on
+
+    a = {"s1": {"is_style": 5.0, "fid_style": 10.0}, "s2": {"is_style": 2.0, "fid_style": 1.0}}
+    b = {"s1": {"is_style": 4.0, "fid_style": 12.0}, "s2": {"is_style": 2.0, "fid_style": 3.0}}
+    assert better_on(a, b) == [("s1", "is_style"), ("s1", "fid_style"), ("s2", "fid_style")]
+    assert better_on(b, a) == []

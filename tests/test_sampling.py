@@ -72,3 +72,19 @@ def test_noise_training_objective(digits):
     hist = train(model, digits.train.head(128), NoiseTraining(0.25), epochs=1, batch_size=64, lr=0.05,
                  progress=False)
     assert hist["loss"][0] > 0 and NoiseTraining(0.25).spec() == {"name": "noise", "sigma": 0.25}
+
+
+def test_batched_generation_and_sgld_match_one_batch(trained, digits):
+    from robgen_lib.sampling import sgld_samples
+
+    g = fit_class_gaussians(digits.train, 10)
+    targets = torch.arange(10).repeat(3)
+    seeds = sample_seeds(g, targets, torch.Generator().manual_seed(1))
+    one = generate(trained.model, seeds, targets, eps=2.0, step_size=0.2, steps=5, batch_size=len(seeds))
+    many = generate(trained.model, seeds, targets, eps=2.0, step_size=0.2, steps=5, batch_size=7)
+    assert (one - many).abs().max() < 1e-2   # batch size changes only float rounding (ReLU/max-pool ties)
+    still = sgld_samples(trained.model, seeds, steps=4, step_size=0.0, noise=0.0, y=targets, batch_size=7)
+    assert torch.equal(still, seeds)
+    a = sgld_samples(trained.model, seeds, steps=3, step_size=0.01, noise=0.01, seed=5, batch_size=7)
+    b = sgld_samples(trained.model, seeds, steps=3, step_size=0.01, noise=0.01, seed=5, batch_size=7)
+    assert torch.equal(a, b) and not torch.equal(a, seeds)

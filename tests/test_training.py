@@ -94,3 +94,27 @@ def test_jeat_divergence_guard_fires(digits):
     obj = JEATTraining(0.1, 0.05, 1, sgld_steps=1, sgld_step=0.01, buffer_size=100, max_energy=1e3)
     with pytest.raises(TrainingFailed, match="JEAT diverged"):
         train(model, digits.train.head(64), obj, epochs=1, batch_size=64, lr=0.01, progress=False)
+
+
+def test_history_tracks_test_accuracy_and_jeat_keeps_its_samples(digits, store):
+    from robgen_lib.training import JEATTraining
+
+    obj = JEATTraining(0.1, 0.05, 1, sgld_steps=2, sgld_step=0.01, buffer_size=100, seed=3)
+    m = trained_classifier(digits, "small_cnn", obj, epochs=2, batch_size=128, lr=0.05, store=store, progress=False)
+    assert len(m.history["test_accuracy"]) == 2 and all(0 <= a <= 1 for a in m.history["test_accuracy"])
+    assert m.history["test_accuracy"][-1] == pytest.approx(m.test_accuracy)
+    assert m.samples is not None and m.samples.shape == (64, 1, 8, 8)
+    assert 0 <= float(m.samples.min()) and float(m.samples.max()) <= 1
+    again = trained_classifier(digits, "small_cnn", JEATTraining(0.1, 0.05, 1, sgld_steps=2, sgld_step=0.01,
+                                                                   buffer_size=100, seed=3),
+                               epochs=2, batch_size=128, lr=0.05, store=store, progress=False)
+    assert again.from_cache and torch.equal(again.samples, m.samples)
+
+
+def test_jeat_refuses_negative_weights():
+    from robgen_lib.training import JEATTraining
+
+    with pytest.raises(Exception, match="cd_weight"):
+        JEATTraining(0.1, 0.05, 1, cd_weight=-1.0)
+    with pytest.raises(Exception, match="energy_penalty"):
+        JEATTraining(0.1, 0.05, 1, energy_penalty=-0.1)
