@@ -15,7 +15,7 @@ from .data import Split
 from .energy import joint_energy
 from .models import eval_mode, model_device
 
-__all__ = ["energy_landscape", "flatness"]
+__all__ = ["energy_landscape", "flatness", "centre_rank"]
 
 
 @torch.no_grad()
@@ -56,3 +56,16 @@ def flatness(model: nn.Module, split: Split, *, eps: float, n_samples: int = 16,
                 lo = e if lo is None else torch.minimum(lo, e)
                 hi = e if hi is None else torch.maximum(hi, e)
     return {"grad_norm": float(grad_norm.mean()), "ball_range": float((hi - lo).mean())}
+
+
+def centre_rank(energy: torch.Tensor) -> float:
+    """Mean fraction of grid points whose energy is below the centre's (the image itself).
+
+    ``energy``: (N, n, n) landscapes from :func:`energy_landscape` with an odd ``n``; 0 means
+    the image is the lowest point of its landscape, 1 the highest.
+    """
+    n = energy.shape[-1]
+    if energy.dim() != 3 or n % 2 == 0 or energy.shape[-2] != n:
+        raise ValueError(f"centre_rank needs (N, n, n) grids with odd n, got {tuple(energy.shape)}")
+    centre = energy[:, n // 2, n // 2].view(-1, 1, 1)
+    return float((energy < centre).float().mean())

@@ -22,8 +22,8 @@ from torch import nn
 from .data import batch_slices
 from .models import eval_mode, model_device
 
-__all__ = ["penultimate_features", "frechet_distance", "is_style_score", "sample_quality", "better_on",
-           "fidelity_scores", "FidelityUnavailable"]
+__all__ = ["penultimate_features", "frechet_distance", "is_style_score", "sample_quality", "rate", "better_on",
+           "compare", "first_as_good", "quality_table", "fidelity_scores", "FidelityUnavailable"]
 
 
 class FidelityUnavailable(RuntimeError):
@@ -114,6 +114,46 @@ def better_on(a: dict, b: dict, metrics=("is_style", "fid_style")) -> list[tuple
             if (va > vb) if HIGHER_IS_BETTER[m] else (va < vb):
                 out.append((scorer, m))
     return out
+
+
+def rate(scorers: dict, samples: torch.Tensor, reference: torch.Tensor, targets: torch.Tensor | None = None) -> dict:
+    """:func:`sample_quality` under each scorer: scorer name → scores."""
+    return {name: sample_quality(m, samples, reference, targets) for name, m in scorers.items()}
+
+
+def _names(pairs) -> str:
+    return ", ".join(f"{m.replace('_', '-')} ({s})" for s, m in pairs)
+
+
+def compare(a: dict, b: dict, a_name: str, metrics=("is_style", "fid_style")) -> dict:
+    """How sample set ``a`` fares against ``b`` on every (scorer, metric) pair.
+
+    Returns ``wins`` / ``losses`` (pairs), ``all`` (``a`` better on every pair), a sentence
+    ``text`` for a verdict, and ``only_when`` ("judged by …" the winning pairs, or None).
+    """
+    wins, losses = better_on(a, b, metrics), better_on(b, a, metrics)
+    total = len(a) * len(metrics)
+    text = f"{a_name} better on {len(wins)} of {total} scores" + (f": {_names(wins)}" if wins else "")
+    text += f"; worse on {_names(losses)}" if losses else ""
+    return {"wins": wins, "losses": losses, "all": len(wins) == total, "text": text,
+            "only_when": f"judged by {_names(wins)}" if wins else None}
+
+
+def first_as_good(xs, scores, reference: float, metric: str):
+    """The smallest x whose score is at least as good as ``reference`` (direction by ``metric``), or None."""
+    ok = [x for x, v in zip(xs, scores) if ((v >= reference) if HIGHER_IS_BETTER[metric] else (v <= reference))]
+    return min(ok) if ok else None
+
+
+def quality_table(quality: dict, names) -> str:
+    """Markdown table of IS-style, FID-style and agreement per scorer for the sample sets ``names``."""
+    from .report import markdown_table
+
+    scorers = list(next(iter(quality.values())))
+    head = ["samples"] + [f"{s}: {col}" for s in scorers for col in ("IS-style ↑", "FID-style ↓", "agrees")]
+    rows = [[n] + [v for s in scorers for v in (f"{quality[n][s]['is_style']:.2f}", f"{quality[n][s]['fid_style']:.2f}",
+                                                 f"{100 * quality[n][s]['agreement']:.0f} %")] for n in names]
+    return markdown_table(head, rows)
 
 
 class _Uint8RGB(torch.utils.data.Dataset):

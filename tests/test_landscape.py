@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -56,3 +57,13 @@ def test_tile_lays_images_out_row_major():
     t = tile(x, cols=2, pad=1, fill=1.0)
     assert t.shape == (1, 5, 5)
     assert t[0, 0, 0] == 0.0 and t[0, 0, 3] == 0.25 and t[0, 3, 0] == 0.5 and t[0, 3, 3] == 1.0
+
+
+def test_centre_rank_reads_where_the_image_sits():
+    from robgen_lib.landscape import centre_rank
+
+    bowl = torch.tensor([[(i - 2) ** 2 + (j - 2) ** 2 for j in range(5)] for i in range(5)], dtype=torch.float32)
+    assert centre_rank(bowl[None]) == 0.0            # the image at the bottom
+    assert centre_rank(-bowl[None]) == pytest.approx(24 / 25)   # at the top
+    with pytest.raises(ValueError, match="odd"):
+        centre_rank(torch.zeros(1, 4, 4))

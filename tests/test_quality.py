@@ -87,3 +87,17 @@ def test_better_on_reads_each_metric_in_its_direction():
     b = {"s1": {"is_style": 4.0, "fid_style": 12.0}, "s2": {"is_style": 2.0, "fid_style": 3.0}}
     assert better_on(a, b) == [("s1", "is_style"), ("s1", "fid_style"), ("s2", "fid_style")]
     assert better_on(b, a) == []
+
+
+def test_compare_and_first_as_good():
+    from robgen_lib.quality import compare, first_as_good
+
+    a = {"s1": {"is_style": 5.0, "fid_style": 10.0}, "s2": {"is_style": 1.0, "fid_style": 1.0}}
+    b = {"s1": {"is_style": 4.0, "fid_style": 12.0}, "s2": {"is_style": 2.0, "fid_style": 3.0}}
+    c = compare(a, b, "A")
+    assert not c["all"] and c["losses"] == [("s2", "is_style")]
+    assert c["only_when"] == "judged by is-style (s1), fid-style (s1), fid-style (s2)"
+    assert compare(a, a, "A") == {"wins": [], "losses": [], "all": False, "text": "A better on 0 of 4 scores",
+                                  "only_when": None}
+    assert first_as_good([0.1, 0.2, 0.5], [3.0, 5.0, 6.0], 4.5, "is_style") == 0.2
+    assert first_as_good([0.1, 0.2, 0.5], [3.0, 5.0, 6.0], 2.0, "fid_style") is None
