@@ -6,6 +6,8 @@
    Targets on a 2-core CPU are printed beside each figure.
 2. The book's PGD against torchattacks' PGD on the same model, batch and steps
    (target: ratio torchattacks / ours >= 1, i.e. ours at least as fast).
+3. The diffusion classifier's network evaluations per second, multi-head (one pass per
+   timestep) vs one pass per class and timestep (target: speed-up >= 8x at K = 10).
 
     make bench      # or: python benchmarks/bench_chapters.py [--chapters 01_energy] [--skip-chapters]
 """
@@ -29,6 +31,7 @@ TARGETS = {
     "01_energy": (180, 30, []),
     "02_he_pgd": (180, None, ["01_energy"]),
     "03_jeat": (300, None, ["01_energy"]),
+    "04_rdc": (480, None, ["01_energy"]),
 }
 
 
@@ -94,6 +97,34 @@ def bench_pgd(repeats: int = 9) -> None:
         print(f"{name:<22} {len(x):>5} {steps:>5} {t_ours:>9.3f} {t_theirs:>17.3f} {t_theirs / t_ours:>6.2f}")
 
 
+def bench_diffusion(repeats: int = 5) -> None:
+    """Network evaluations per second of the diffusion classifier, multi-head vs one pass per class."""
+    from robgen_lib.diffusion import Denoiser, DiffusionClassifier
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"\ndiffusion classifier on {device}, median of {repeats} runs (target: multi-head speed-up >= 8x at K = 10)")
+    print(f"{'case':<26} {'T′':>3} {'evals/s multi':>14} {'evals/s single':>15} {'speed-up':>9}")
+    for name, c, size, width, batch in [("digits 8x8, width 32", 1, 8, 32, 64), ("32x32x3, width 64", 3, 32, 64, 32)]:
+        torch.manual_seed(0)
+        net = Denoiser(c, 10, width, multi_head=True).to(device).eval()
+        x = torch.rand(batch, c, size, size, device=device)
+        per_image = {}
+        for one_pass in (True, False):
+            clf = DiffusionClassifier(net, 16, one_pass=one_pass)
+
+            def run():
+                with torch.no_grad():
+                    clf(x)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+
+            run()
+            per_image[one_pass] = statistics.median(_time(run) for _ in range(repeats)) / batch
+        evals_multi, evals_single = 16 / per_image[True], 16 * 10 / per_image[False]
+        print(f"{name:<26} {16:>3} {evals_multi:>14.0f} {evals_single:>15.0f} "
+              f"{per_image[False] / per_image[True]:>8.1f}x", flush=True)
+
+
 def _time(f) -> float:
     t = time.perf_counter()
     f()
@@ -103,13 +134,14 @@ def _time(f) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--chapters", nargs="*", default=list(TARGETS), choices=list(TARGETS))
-    ap.add_argument("--skip-chapters", action="store_true", help="only the PGD comparison")
+    ap.add_argument("--skip-chapters", action="store_true", help="only the PGD and diffusion speed comparisons")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores", flush=True)
     if not args.skip_chapters:
         for name in args.chapters:
             bench_chapter(name)
     bench_pgd()
+    bench_diffusion()
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ from .data import batch_slices
 from .models import eval_mode, model_device
 from .progress import progress_bar
 
-__all__ = ["LinfRule", "L2Rule", "ce_loss", "he_pgd_loss", "energy_matching_loss", "pgd", "attack", "attack_path",
-           "predict_logits"]
+__all__ = ["LinfRule", "L2Rule", "ce_loss", "dlr_loss", "he_pgd_loss", "energy_matching_loss", "pgd", "attack",
+           "attack_path", "predict_logits", "robust_correct"]
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -33,6 +33,18 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-sample cross-entropy, the default PGD loss."""
     return F.cross_entropy(logits, y, reduction="none")
+
+
+def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Difference-of-logits-ratio loss (Croce & Hein 2020): −(z_y − max_{i≠y} z_i) / (z_π1 − z_π3).
+
+    Invariant to the scale and shift of the logits, so a classifier whose logits are tiny
+    (or huge) cannot hide behind a flat softmax. Needs at least 3 classes.
+    """
+    srt = logits.sort(1, descending=True).values
+    true = logits.gather(1, y.view(-1, 1)).squeeze(1)
+    other = logits.scatter(1, y.view(-1, 1), float("-inf")).max(1).values
+    return -(true - other) / (srt[:, 0] - srt[:, 2] + 1e-12)
 
 
 def he_pgd_loss(lam: float) -> Loss:
@@ -223,3 +235,23 @@ def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: in
     gen = torch.Generator().manual_seed(seed)
     return torch.cat([pgd(model, x[s].to(device), y[s].to(device), generator=gen, **pgd_kwargs).cpu()
                       for s in batch_slices(len(x), batch_size)])
+
+
+def robust_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, restarts: int = 1,
+                   losses: Sequence[Loss] = (ce_loss,), generator: torch.Generator | None = None,
+                   **pgd_kwargs) -> torch.Tensor:
+    """Per image: still classified correctly after every restart of PGD with every loss.
+
+    The worst case over ``restarts`` random starts × ``losses`` (e.g. CE and DLR) — the
+    usual way to make a PGD evaluation harder to fool. Images already misclassified
+    clean count as not robust. Returns a bool tensor on the CPU.
+    """
+    ok = predict_logits(model, x, len(x)).argmax(1) == y.cpu()
+    for loss in losses:
+        for _ in range(restarts):
+            todo = ok.nonzero().squeeze(1)
+            if len(todo) == 0:
+                return ok
+            xa = pgd(model, x[todo.to(x.device)], y[todo.to(y.device)], loss=loss, generator=generator, **pgd_kwargs)
+            ok[todo] = predict_logits(model, xa, len(xa)).argmax(1) == y[todo.to(y.device)].cpu()
+    return ok

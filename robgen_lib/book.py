@@ -90,6 +90,62 @@ class Chapter:
                 weight_decay=c.weight_decay, seed=seed, device=self.device, store=self.store)
         return self._models[key]
 
+    # -- the diffusion classifier (chapter 4) ---------------------------------------
+    def denoiser(self):
+        """The profile's multi-head class-conditional denoiser: trained once and cached, or
+        loaded from ``denoiser_weights`` (a state dict for :class:`~robgen_lib.diffusion.Denoiser`)."""
+        from .diffusion import Denoiser, TrainedDenoiser, trained_denoiser
+
+        c = self.cfg
+        if "denoiser" in self._models:
+            return self._models["denoiser"]
+        if c.denoiser_weights:
+            net = Denoiser(self.data.image_shape[0], self.data.num_classes, c.den_width, multi_head=True)
+            try:
+                state = torch.load(c.denoiser_weights, map_location="cpu", weights_only=True)
+                net.load_state_dict(state.get("state_dict", state))
+            except FileNotFoundError as exc:
+                raise ConfigError(f"denoiser_weights: no file {c.denoiser_weights!r}") from exc
+            except (RuntimeError, KeyError, AttributeError) as exc:
+                raise ConfigError(f"denoiser_weights {c.denoiser_weights!r} do not fit a multi-head Denoiser of "
+                                  f"width {c.den_width} for {self.data.image_shape}: {exc}") from exc
+            from .store import file_digest
+            out = TrainedDenoiser(net.to(self.device).eval(), {"weights": file_digest(c.denoiser_weights),
+                                                               "base": c.den_width}, from_cache=True)
+        else:
+            out = trained_denoiser(self.data, base=c.den_width, multi_head=True, epochs=c.den_epochs,
+                                   batch_size=c.batch_size, lr=c.den_lr, seed=c.seed, device=self.device,
+                                   store=self.store)
+        self._models["denoiser"] = out
+        return out
+
+    def diffusion_classifier(self, timesteps: int | None = None, *, one_pass: bool | None = None) -> TrainedModel:
+        """The diffusion classifier on the profile's denoiser, as a model with a cache spec."""
+        from .diffusion import DiffusionClassifier
+
+        c = self.cfg
+        den = self.denoiser()
+        timesteps = c.timesteps if timesteps is None else timesteps
+        clf = DiffusionClassifier(den.model, timesteps, scale=c.clf_scale, seed=c.seed, one_pass=one_pass)
+        spec = {"denoiser": den.spec, "classifier": "diffusion", "timesteps": timesteps, "scale": c.clf_scale,
+                "seed": c.seed}
+        return TrainedModel(clf.to(self.device).eval(), spec, from_cache=den.from_cache)
+
+    def rdc(self, *, gradient: str | None = None, eta: float | None = None, steps: int | None = None,
+            timesteps: int | None = None) -> TrainedModel:
+        """Likelihood maximisation (the profile's N steps, η, step size unless given) then the diffusion classifier."""
+        from .diffusion import RDC
+
+        c = self.cfg
+        base = self.diffusion_classifier(timesteps)
+        gradient = c.lm_gradient if gradient is None else gradient
+        eta = c.lm_eta if eta is None else eta
+        steps = c.lm_steps if steps is None else steps
+        model = RDC(base.model, steps=steps, eta=eta, step_size=c.lm_step, seed=c.seed, gradient=gradient)
+        spec = {**base.spec, "classifier": "rdc", "lm_steps": steps, "lm_eta": eta, "lm_step": c.lm_step,
+                "gradient": gradient}
+        return TrainedModel(model.eval(), spec, from_cache=base.from_cache)
+
     def result(self, kind: str, model: TrainedModel, params: dict, build):
         """Cache an evaluation's result under (model spec, evaluation parameters)."""
         return self.store.get_or_build(kind, {"model": model.spec, **params}, build)

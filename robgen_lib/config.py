@@ -211,6 +211,24 @@ SCHEMA: dict[str, Callable] = {
     "landscape_points": integer(3, 401),
     "n_landscape": integer(1, 64),
     "fidelity": lambda n, v: bool(v),
+    # diffusion classifier and RDC (chapter 4)
+    "den_width": integer(8, 1024),
+    "den_epochs": integer(1, 100_000),
+    "den_lr": number(0.0, 1.0, lo_open=True),
+    "denoiser_weights": optional_path,
+    "timesteps": integer(1, 1000),
+    "timestep_grid": list_of(integer(1, 1000)),
+    "clf_scale": number(0.0, 1e6, lo_open=True),
+    "lm_steps": integer(0, 1000),
+    "lm_eta": number(0.0, 1.0),
+    "lm_step": number(0.0, 1.0),
+    "eta_grid": list_of(number(0.0, 1.0)),
+    "lm_gradient": choice("bpda", "exact"),
+    "n_robust": integer(1, 1_000_000),
+    "l2_eps": number(0.0, 1e3, lo_open=True),
+    "attack_steps": integer(1, 100_000),
+    "restarts": integer(1, 1000),
+    "big_eps": number(0.0, 1.0, lo_open=True),
 }
 
 
@@ -268,6 +286,23 @@ PROFILES: dict[str, dict[str, Any]] = {
         landscape_points=25,
         n_landscape=3,
         fidelity=False,
+        den_width=32,
+        den_epochs=60,
+        den_lr=2e-3,
+        denoiser_weights=None,
+        timesteps=16,
+        timestep_grid=(2, 4, 8, 16, 32),
+        clf_scale=1.0,
+        lm_steps=5,
+        lm_eta=0.15,
+        lm_step=0.04,
+        eta_grid=(0.0, 0.05, 0.15, 0.3),
+        lm_gradient="bpda",
+        n_robust=64,
+        l2_eps=1.0,
+        attack_steps=20,
+        restarts=1,
+        big_eps=0.5,
     ),
     # The paper's scale: CIFAR-10, ResNet-10 (standard) and PreActResNet-18 (PGD-AT), a GPU.
     "paper": dict(
@@ -320,6 +355,23 @@ PROFILES: dict[str, dict[str, Any]] = {
         landscape_points=41,
         n_landscape=4,
         fidelity=True,
+        den_width=64,
+        den_epochs=100,
+        den_lr=1e-3,
+        denoiser_weights=None,
+        timesteps=50,
+        timestep_grid=(5, 10, 25, 50, 100),
+        clf_scale=1.0,
+        lm_steps=5,
+        lm_eta=8 / 255,
+        lm_step=2 / 255,
+        eta_grid=(0.0, 4 / 255, 8 / 255, 16 / 255),
+        lm_gradient="bpda",
+        n_robust=512,
+        l2_eps=0.5,
+        attack_steps=50,
+        restarts=1,
+        big_eps=0.5,
     ),
 }
 
@@ -379,7 +431,9 @@ def resolve(profile: str = "quick", **overrides: Any) -> Config:
             raise ConfigError(f"profile {profile!r} sets unknown parameter {key!r}")
         out[key] = value if value is None else SCHEMA[key](key, value)
     if out.get("hist_steps") is not None and out.get("steps") is not None and out["hist_steps"] > out["steps"]:
-        raise ConfigError(f"hist_steps={out['hist_steps']} must be <= steps={out['steps']}")
+        if overrides.get("hist_steps") is not None:
+            raise ConfigError(f"hist_steps={out['hist_steps']} must be <= steps={out['steps']}")
+        out["hist_steps"] = out["steps"]  # the profile's default follows a shorter attack
     if out.get("dataset") == "imagefolder" and not out.get("data_dir"):
         raise ConfigError("dataset='imagefolder' needs data_dir= a folder with train/ and test/ sub-folders")
     pick_device(out.get("device", "auto"))  # fail now, not after the data loaded

@@ -10,14 +10,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attacks import attack_path, ce_loss, predict_logits
+from .attacks import attack_path, ce_loss, dlr_loss, predict_logits, robust_correct
 from .data import Split
 from .energy import EnergyDetector, ce_decomposition, marginal_energy, roc_curve
+from .models import model_device
 
 __all__ = [
     "accuracy_of", "identity_gap", "clean_and_attacked", "energy_path", "eps_sweep", "histogram_overlap",
     "detector_study", "first_crossing", "paired_shift", "significantly_lower",
-    "ks_statistic", "attack_energies",
+    "ks_statistic", "attack_energies", "robust_accuracy", "LOSSES",
 ]
 
 
@@ -170,3 +171,36 @@ def detector_study(model: nn.Module, heldout: Split, test: Split, *, temperature
             "attack_accuracy": accuracy_of(t_adv, test.y), "clean_accuracy": accuracy_of(t_clean, test.y),
             "test_clean_energy": marginal_energy(t_clean), "test_adv_energy": marginal_energy(t_adv),
             "test_adv_logits": t_adv}
+
+
+#: Attack losses by name, so evaluations can be cached under plain-data keys.
+LOSSES = {"ce": ce_loss, "dlr": dlr_loss}
+
+
+def robust_accuracy(model: nn.Module, split: Split, *, norm: str, eps: float, steps: int, restarts: int = 1,
+                    losses: Sequence[str] = ("ce", "dlr"), step_size: float | None = None, seed: int = 0,
+                    batch_size: int = 64, progress: bool = True) -> dict:
+    """Per-image clean and robust correctness under the worst of PGD restarts × losses.
+
+    Step size defaults to 2.5·ε/steps. Runs through :func:`~robgen_lib.sharded.sharded_map`:
+    one process by default, a shard per process under torchrun, identical results.
+    """
+    from .sharded import sharded_map
+
+    unknown = [name for name in losses if name not in LOSSES]
+    if unknown:
+        raise ValueError(f"unknown attack loss(es) {unknown}; allowed: {sorted(LOSSES)}")
+    alpha = 2.5 * eps / steps if step_size is None else step_size
+    device = model_device(model)
+
+    def fn(xb, yb, gen):
+        xb, yb = xb.to(device), yb.to(device)
+        clean = predict_logits(model, xb, len(xb)).argmax(1) == yb.cpu()
+        robust = robust_correct(model, xb, yb, restarts=restarts, losses=[LOSSES[n] for n in losses],
+                                generator=gen, norm=norm, eps=eps, step_size=alpha, steps=steps)
+        return {"clean": clean, "robust": robust}
+
+    out = sharded_map(fn, split.x, split.y, batch_size=batch_size, seed=seed,
+                      desc=f"robust accuracy ({norm}, ε={eps:.3g})", progress=progress)
+    return {**out, "clean_accuracy": float(out["clean"].float().mean()),
+            "robust_accuracy": float(out["robust"].float().mean())}

@@ -192,3 +192,23 @@ def mosaics(blocks, *, cols: int, title: str = "", width: float = 2.6):
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def grouped_bars(groups: Mapping[str, Mapping[str, float]], *, ylabel: str, ylim=None, title: str = ""):
+    """One group of bars per key of ``groups`` (e.g. a threat model), one bar per label (e.g. a model)."""
+    labels = list(dict.fromkeys(k for g in groups.values() for k in g))
+    width = 0.8 / max(1, len(labels))
+    fig, ax = plt.subplots(figsize=(1.2 + 1.6 * len(groups) * max(1, len(labels)) / 3, 3.4))
+    for i, label in enumerate(labels):
+        xs = [j + (i - (len(labels) - 1) / 2) * width for j in range(len(groups))]
+        ys = [g.get(label, np.nan) for g in groups.values()]
+        bars = ax.bar(xs, ys, width, color=PALETTE[i % len(PALETTE)], label=label)
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig

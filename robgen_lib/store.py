@@ -28,7 +28,7 @@ import torch
 
 from .config import cache_root
 
-__all__ = ["CACHE_VERSION", "ArtifactStore", "CorruptArtifact", "spec_key"]
+__all__ = ["CACHE_VERSION", "ArtifactStore", "CorruptArtifact", "spec_key", "file_digest"]
 
 #: Bump when a change of code changes what a spec produces.
 CACHE_VERSION = 2
@@ -60,6 +60,15 @@ def spec_key(spec: dict) -> str:
 
 
 _ALLOWED_LEAVES = (torch.Tensor, str, int, float, bool, type(None))
+
+
+def file_digest(path: str) -> str:
+    """sha256 of a file's bytes (identifies user-supplied weights in cache specs)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _check_plain(obj: Any, where: str = "payload") -> None:

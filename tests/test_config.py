@@ -114,3 +114,8 @@ def test_chapter_classifier_kinds(monkeypatch, tmp_path):
 def test_bad_chapter3_parameters(kw, match):
     with pytest.raises(ConfigError, match=match):
         resolve(**kw)
+
+
+def test_profile_histogram_step_follows_a_shorter_attack():
+    assert resolve(steps=10).hist_steps == 10          # the profile's 20 would not exist
+    assert resolve(steps=10, hist_steps=5).hist_steps == 5

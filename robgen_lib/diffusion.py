@@ -1,0 +1,356 @@
+"""A small class-conditional diffusion model and the classifiers built on it (chapter 4).
+
+* Parameterisation: ε-prediction (Ho et al. 2020) with the DDPM linear schedule
+  β₁ = 10⁻⁴ … β_T = 0.02, T = 1000:  x_t = √ᾱ_t·x + √(1−ᾱ_t)·ε, x mapped to [−1, 1].
+* :class:`Denoiser` — a two-level UNet.  ``multi_head=False``: conditioned on a label
+  y ∈ {0…K} (K = the null label, i.e. the unconditional model), one ε per pass.
+  ``multi_head=True``: no label input; the last convolution predicts ε for all K classes
+  *and* the null label in one pass (Chen et al. 2024's multi-head diffusion).
+* :class:`DiffusionClassifier` — logits_y = −scale · Σ_i w_i · mean‖ε̂(x_{t_i}, t_i, y) − ε_i‖²
+  over a deterministic grid of T′ timesteps, one fixed ε_i per timestep shared by every
+  image and every class: a deterministic function of x, so attacks get exact gradients.
+* :func:`likelihood_maximisation` (LM) — a few ℓ∞-bounded descent steps on the
+  unconditional denoising loss; :class:`RDC` = LM, then the diffusion classifier, with
+  exact gradients through LM or BPDA (identity backward).
+
+Every network pass is counted (:attr:`Denoiser.evaluations`, one per image), so the book
+can report cost in network evaluations as the paper does.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ConfigError
+from .data import Dataset
+from .models import model_device
+from .progress import progress_bar
+from .store import ArtifactStore
+
+__all__ = ["Schedule", "Denoiser", "DiffusionClassifier", "likelihood_maximisation", "RDC", "train_denoiser",
+           "trained_denoiser", "TrainedDenoiser", "denoising_loss"]
+
+
+# ----------------------------------------------------------------------- schedule
+
+
+class Schedule:
+    """DDPM linear β schedule; ``alpha_bar[t]`` for integer t in [0, T)."""
+
+    def __init__(self, steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
+        self.steps = steps
+        betas = torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)
+        self.alpha_bar = torch.cumprod(1.0 - betas, 0).float()
+
+    def noisy(self, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """x_t for images x in [−1, 1], timesteps t (B,) and noise eps."""
+        ab = self.alpha_bar.to(x.device)[t].view(-1, *([1] * (x.dim() - 1)))
+        return ab.sqrt() * x + (1 - ab).sqrt() * eps
+
+
+# ----------------------------------------------------------------------- network
+
+
+def _timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float().view(-1, 1) * freqs.view(1, -1)
+    return torch.cat([args.sin(), args.cos()], 1)
+
+
+def _norm(ch: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(8, ch), ch)
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, emb: int):
+        super().__init__()
+        self.n1, self.c1 = _norm(cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.e = nn.Linear(emb, cout)
+        self.n2, self.c2 = _norm(cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x, e):
+        h = self.c1(F.silu(self.n1(x))) + self.e(e)[:, :, None, None]
+        return self.skip(x) + self.c2(F.silu(self.n2(h)))
+
+
+class Denoiser(nn.Module):
+    """A two-level UNet predicting ε (see the module docstring for the two head layouts)."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, base: int = 32, multi_head: bool = False):
+        super().__init__()
+        if base < 8 or base % 8:
+            raise ConfigError(f"denoiser width must be a multiple of 8 and >= 8, got {base}")
+        self.in_channels, self.num_classes, self.multi_head = in_channels, num_classes, multi_head
+        b, emb = base, 4 * base
+        self.time = nn.Sequential(nn.Linear(b, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.label = None if multi_head else nn.Embedding(num_classes + 1, emb)
+        self.inp = nn.Conv2d(in_channels, b, 3, padding=1)
+        self.d1 = _ResBlock(b, b, emb)
+        self.down1 = nn.Conv2d(b, b, 3, stride=2, padding=1)
+        self.d2 = _ResBlock(b, 2 * b, emb)
+        self.down2 = nn.Conv2d(2 * b, 2 * b, 3, stride=2, padding=1)
+        self.mid = _ResBlock(2 * b, 2 * b, emb)
+        self.u2 = _ResBlock(4 * b, 2 * b, emb)
+        self.u1 = _ResBlock(3 * b, b, emb)
+        heads = num_classes + 1 if multi_head else 1
+        self.out = nn.Sequential(_norm(b), nn.SiLU(), nn.Conv2d(b, heads * in_channels, 3, padding=1))
+        self.evaluations = 0  # images passed through the network since the last reset
+
+    @property
+    def null_label(self) -> int:
+        return self.num_classes
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Single-head: ε for labels ``y`` (B, C, H, W). Multi-head: ε for every head (B, K+1, C, H, W)."""
+        self.evaluations += x_t.shape[0]
+        e = self.time(_timestep_embedding(t, self.inp.out_channels).to(self.inp.weight.dtype))
+        if self.label is not None:
+            if y is None:
+                raise ValueError("a single-head denoiser needs labels (the null label is num_classes)")
+            e = e + self.label(y)
+        h1 = self.d1(self.inp(x_t), e)
+        h2 = self.d2(self.down1(h1), e)
+        h3 = self.mid(self.down2(h2), e)
+        u2 = self.u2(torch.cat([F.interpolate(h3, size=h2.shape[-2:], mode="nearest"), h2], 1), e)
+        u1 = self.u1(torch.cat([F.interpolate(u2, size=h1.shape[-2:], mode="nearest"), h1], 1), e)
+        out = self.out(u1)
+        if self.multi_head:
+            return out.view(out.shape[0], self.num_classes + 1, self.in_channels, *out.shape[-2:])
+        return out
+
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """ε̂ for one label per image (labels may be the null label)."""
+        if self.multi_head:
+            out = self(x_t, t)
+            return out[torch.arange(len(y), device=out.device), y]
+        return self(x_t, t, y)
+
+    def eps_all(self, x_t: torch.Tensor, t: torch.Tensor, *, one_pass: bool | None = None) -> torch.Tensor:
+        """ε̂ for every real class, (B, K, C, H, W).
+
+        A multi-head network does it in one pass; ``one_pass=False`` forces one pass per
+        class (what a single-head network must do) on the same weights.
+        """
+        one_pass = self.multi_head if one_pass is None else one_pass
+        if one_pass:
+            if not self.multi_head:
+                raise ValueError("only a multi-head denoiser predicts every class in one pass")
+            return self(x_t, t)[:, :self.num_classes]
+        outs = []
+        for k in range(self.num_classes):
+            y = torch.full((x_t.shape[0],), k, dtype=torch.long, device=x_t.device)
+            outs.append(self.eps(x_t, t, y))
+        return torch.stack(outs, 1)
+
+
+# ----------------------------------------------------------------------- training
+
+
+def denoising_loss(net: Denoiser, sched: Schedule, x01: torch.Tensor, y: torch.Tensor, *, p_uncond: float,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mean ‖ε̂ − ε‖² on images in [0, 1].
+
+    Single-head: each label is replaced by the null label with probability ``p_uncond``.
+    Multi-head: each image trains its class head and the null head.
+    """
+    x = x01 * 2 - 1
+    dev = x.device
+    t = torch.randint(0, sched.steps, (len(x),), generator=generator).to(dev)
+    eps = torch.randn(x.shape, generator=generator).to(dev)
+    x_t = sched.noisy(x, t, eps)
+    if net.multi_head:
+        out = net(x_t, t)
+        idx = torch.arange(len(x), device=dev)
+        return F.mse_loss(out[idx, y], eps) + F.mse_loss(out[:, net.null_label], eps)
+    drop = (torch.rand(len(x), generator=generator) < p_uncond).to(dev)
+    y_in = torch.where(drop, torch.full_like(y, net.null_label), y)
+    return F.mse_loss(net(x_t, t, y_in), eps)
+
+
+@dataclass
+class TrainedDenoiser:
+    model: Denoiser
+    spec: dict
+    history: dict = field(default_factory=dict)
+    from_cache: bool = False
+
+
+def train_denoiser(net: Denoiser, data: Dataset, *, epochs: int, batch_size: int, lr: float, p_uncond: float = 0.1,
+                   seed: int = 0, progress: bool = True) -> dict:
+    """Adam with a cosine schedule on the denoising loss; returns the per-epoch mean loss."""
+    dev = model_device(net)
+    gen = torch.Generator().manual_seed(seed)
+    sched = Schedule()
+    x_all, y_all = data.train.x.to(dev), data.train.y.to(dev)
+    n = len(y_all)
+    total_steps = epochs * math.ceil(n / batch_size)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    lr_sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=0.05)
+    history: dict = {"loss": []}
+    net.train()
+    for _ in progress_bar(range(epochs), desc="denoiser", enabled=progress, leave=False):
+        perm = torch.randperm(n, generator=gen).to(dev)
+        total = 0.0
+        for i in range(0, n, batch_size):
+            idx = perm[i:i + batch_size]
+            loss = denoising_loss(net, sched, x_all[idx], y_all[idx], p_uncond=p_uncond, generator=gen)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"denoiser training diverged (loss {loss.item()}); lower lr={lr}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            lr_sched.step()
+            total += loss.item() * len(idx)
+        history["loss"].append(total / n)
+    net.eval()
+    net.evaluations = 0
+    return history
+
+
+def trained_denoiser(data: Dataset, *, base: int, multi_head: bool, epochs: int, batch_size: int, lr: float,
+                     p_uncond: float = 0.1, seed: int = 0, device="cpu", store: ArtifactStore | None = None,
+                     progress: bool = True) -> TrainedDenoiser:
+    """A denoiser trained on ``data`` (or a user's weights already in the cache), cached by its spec."""
+    store = store or ArtifactStore()
+    c = data.image_shape[0]
+    spec = {"data": data.fingerprint(), "kind": "ddpm-eps-linear", "base": base, "multi_head": multi_head,
+            "epochs": epochs, "batch_size": batch_size, "lr": lr, "p_uncond": p_uncond, "seed": seed}
+
+    def make() -> Denoiser:
+        torch.manual_seed(seed)
+        return Denoiser(c, data.num_classes, base, multi_head).to(device)
+
+    built = []
+
+    def build() -> dict:
+        built.append(True)
+        net = make()
+        hist = train_denoiser(net, data, epochs=epochs, batch_size=batch_size, lr=lr, p_uncond=p_uncond, seed=seed,
+                              progress=progress)
+        return {"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                "history": {k: torch.tensor(v) for k, v in hist.items()}}
+
+    payload = store.get_or_build("denoiser", spec, build)
+    net = make()
+    net.load_state_dict(payload["state_dict"])
+    net.eval()
+    return TrainedDenoiser(net, spec, {k: v.tolist() for k, v in payload["history"].items()}, from_cache=not built)
+
+
+# ----------------------------------------------------------------------- classifiers
+
+
+class DiffusionClassifier(nn.Module):
+    """Bayes' rule on the conditional denoising error: an ordinary logits-returning classifier.
+
+    ``timesteps`` (T′) evenly spaced t in [t_min, T) with one fixed noise image each
+    (seeded), shared by all images and classes; weights w_i = 1/T′. ``one_pass`` chooses
+    how the K conditional predictions are computed (default: one pass if multi-head).
+    """
+
+    def __init__(self, denoiser: Denoiser, timesteps: int = 25, *, scale: float = 1.0, t_min: int = 20,
+                 seed: int = 0, one_pass: bool | None = None, schedule: Schedule | None = None):
+        super().__init__()
+        if timesteps < 1:
+            raise ConfigError(f"the diffusion classifier needs at least 1 timestep, got {timesteps}")
+        self.denoiser, self.scale, self.one_pass = denoiser, scale, one_pass
+        self.schedule = schedule or Schedule()
+        ts = torch.linspace(t_min, self.schedule.steps - 1, timesteps).round().long()
+        self.register_buffer("ts", ts)
+        self.seed = seed
+        self._noise: torch.Tensor | None = None
+
+    def _noise_for(self, like: torch.Tensor) -> torch.Tensor:
+        """The T′ fixed noise images (seeded), made once per image shape, dtype and device."""
+        n = self._noise
+        if n is None or n.shape[1:] != like.shape[1:] or n.device != like.device or n.dtype != like.dtype:
+            gen = torch.Generator().manual_seed(self.seed)
+            self._noise = torch.randn((len(self.ts), *like.shape[1:]), generator=gen).to(like.device, like.dtype)
+        return self._noise
+
+    @property
+    def num_classes(self) -> int:
+        return self.denoiser.num_classes
+
+    def forward(self, x01: torch.Tensor) -> torch.Tensor:
+        x = x01 * 2 - 1
+        noise = self._noise_for(x)
+        ab = self.schedule.alpha_bar.to(x.device)
+        logits = x.new_zeros(len(x), self.num_classes)
+        for i, t in enumerate(self.ts.tolist()):
+            eps = noise[i].expand_as(x)
+            x_t = ab[t].sqrt() * x + (1 - ab[t]).sqrt() * eps
+            tt = torch.full((len(x),), t, dtype=torch.long, device=x.device)
+            pred = self.denoiser.eps_all(x_t, tt, one_pass=self.one_pass)
+            logits = logits - ((pred - eps.unsqueeze(1)) ** 2).flatten(2).mean(2) / len(self.ts)
+        return logits * self.scale
+
+
+def likelihood_maximisation(denoiser: Denoiser, x01: torch.Tensor, *, steps: int, eta: float, step_size: float,
+                            t_range: tuple = (0.4, 0.6), seed: int = 0, create_graph: bool = False,
+                            schedule: Schedule | None = None) -> torch.Tensor:
+    """x̂ = approx. argmin over the ℓ∞ η-ball ∩ [0, 1] of the unconditional denoising loss.
+
+    ``steps`` descent steps, each on one timestep drawn from ``t_range`` (fraction of T)
+    and one noise draw (seeded: LM is a deterministic function of x). Each step moves
+    x̂ by ``step_size`` along the gradient scaled to unit ℓ∞ norm per image. With
+    ``create_graph`` the result stays differentiable in x (exact gradients through LM).
+    """
+    if eta < 0 or step_size < 0 or steps < 0:
+        raise ConfigError(f"LM needs steps, eta, step_size >= 0, got {steps}, {eta}, {step_size}")
+    sched = schedule or Schedule()
+    gen = torch.Generator().manual_seed(seed)
+    null = torch.full((len(x01),), denoiser.null_label, dtype=torch.long, device=x01.device)
+    xh = x01 if create_graph else x01.detach()
+    with torch.enable_grad():
+        for _ in range(steps):
+            frac = t_range[0] + (t_range[1] - t_range[0]) * torch.rand(1, generator=gen).item()
+            t = torch.full((len(x01),), min(sched.steps - 1, int(frac * sched.steps)), dtype=torch.long,
+                           device=x01.device)
+            eps = torch.randn(x01.shape, generator=gen).to(x01.device)
+            if not xh.requires_grad:
+                xh = xh.detach().requires_grad_(True)
+            x_t = sched.noisy(xh * 2 - 1, t, eps)
+            loss = ((denoiser.eps(x_t, t, null) - eps) ** 2).flatten(1).sum(1)
+            (g,) = torch.autograd.grad(loss.sum(), xh, create_graph=create_graph)
+            g = g / (g.flatten(1).abs().amax(1).view(-1, *([1] * (g.dim() - 1))) + 1e-12)
+            step = xh - step_size * g
+            xh = torch.min(torch.max(step, x01 - eta), x01 + eta).clamp(0.0, 1.0)
+            if not create_graph:
+                xh = xh.detach()
+    return xh
+
+
+class RDC(nn.Module):
+    """Robust Diffusion Classifier: likelihood maximisation, then the diffusion classifier.
+
+    ``gradient="exact"`` differentiates through LM's steps (second order);
+    ``"bpda"`` treats LM as the identity in the backward pass.
+    """
+
+    def __init__(self, classifier: DiffusionClassifier, *, steps: int = 5, eta: float = 8 / 255,
+                 step_size: float = 0.1 * 8 / 255, seed: int = 0, gradient: str = "bpda"):
+        super().__init__()
+        if gradient not in ("exact", "bpda"):
+            raise ConfigError(f"unknown gradient {gradient!r}; allowed: 'exact', 'bpda'")
+        self.classifier, self.gradient = classifier, gradient
+        self.lm = dict(steps=steps, eta=eta, step_size=step_size, seed=seed)
+
+    @property
+    def denoiser(self) -> Denoiser:
+        return self.classifier.denoiser
+
+    def purify(self, x: torch.Tensor) -> torch.Tensor:
+        exact = self.gradient == "exact" and torch.is_grad_enabled() and x.requires_grad
+        x_lm = likelihood_maximisation(self.denoiser, x, create_graph=exact, schedule=self.classifier.schedule,
+                                       **self.lm)
+        return x_lm if exact else x + (x_lm - x).detach()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.purify(x))

@@ -1,0 +1,141 @@
+import copy
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from robgen_lib.diffusion import RDC, Denoiser, DiffusionClassifier, Schedule, denoising_loss, likelihood_maximisation
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return Denoiser(1, 4, base=8, multi_head=True).eval()
+
+
+def test_one_pass_and_per_class_passes_give_the_same_logits(tiny):
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    clf = DiffusionClassifier(tiny, timesteps=3)
+    tiny.evaluations = 0
+    one = clf(x)
+    assert tiny.evaluations == 3 * 3                 # T' passes per image
+    clf.one_pass = False
+    tiny.evaluations = 0
+    per_class = clf(x)
+    assert tiny.evaluations == 3 * 3 * 4             # K·T' passes per image
+    assert torch.allclose(one, per_class, atol=1e-6)
+    assert one.shape == (3, 4)
+
+
+def test_single_head_needs_labels_and_predicts_one_eps():
+    net = Denoiser(1, 4, base=8, multi_head=False).eval()
+    x, t = torch.rand(2, 1, 8, 8), torch.tensor([5, 500])
+    with pytest.raises(ValueError, match="labels"):
+        net(x, t)
+    assert net.eps(x, t, torch.tensor([0, 4])).shape == (2, 1, 8, 8)   # 4 = the null label
+    assert net.eps_all(x, t).shape == (2, 4, 1, 8, 8)
+    with pytest.raises(ValueError, match="multi-head"):
+        net.eps_all(x, t, one_pass=True)
+
+
+def test_classifier_gradient_matches_finite_differences(tiny):
+    clf = DiffusionClassifier(copy.deepcopy(tiny).double(), timesteps=2, scale=10.0)
+    x = torch.rand(1, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * 0.8 + 0.1
+    y = torch.tensor([1])
+    f = lambda z: torch.nn.functional.cross_entropy(clf(z), y)
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(f(xg), xg)
+    d = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    h = 1e-5
+    with torch.no_grad():
+        fd = (f(x + h * d) - f(x - h * d)) / (2 * h)
+    assert float((g * d).sum()) == pytest.approx(float(fd), rel=1e-4, abs=1e-8)
+
+
+def test_classifier_is_deterministic(tiny):
+    x = torch.rand(2, 1, 8, 8)
+    clf = DiffusionClassifier(tiny, timesteps=4, seed=7)
+    assert torch.equal(clf(x), clf(x))
+    assert torch.equal(clf(x), DiffusionClassifier(tiny, timesteps=4, seed=7)(x))
+
+
+def test_lm_stays_in_its_ball_and_in_the_image_range(tiny):
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    x[0] = 0.0
+    x[1] = 1.0
+    for eta in (0.0, 0.05, 0.3):
+        out = likelihood_maximisation(tiny, x, steps=4, eta=eta, step_size=0.1)
+        assert (out - x).abs().max() <= eta + 1e-6
+        assert out.min() >= 0.0 and out.max() <= 1.0
+    with pytest.raises(Exception, match="eta"):
+        likelihood_maximisation(tiny, x, steps=1, eta=-0.1, step_size=0.1)
+
+
+def test_lm_lowers_the_denoising_loss_on_average():
+    torch.manual_seed(0)
+    from robgen_lib.data import load_dataset
+
+    data = load_dataset("digits")
+    net = Denoiser(1, 10, base=8, multi_head=True)
+    opt = torch.optim.Adam(net.parameters(), 3e-3)
+    sched, gen = Schedule(), torch.Generator().manual_seed(0)
+    for i in range(150):
+        idx = torch.randint(0, len(data.train.x), (64,), generator=gen)
+        loss = denoising_loss(net, sched, data.train.x[idx], data.train.y[idx], p_uncond=0.1, generator=gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    x = (data.test.x[:64] + 0.3 * torch.randn(64, 1, 8, 8, generator=gen)).clamp(0, 1)   # noisy images
+    out = likelihood_maximisation(net, x, steps=5, eta=0.3, step_size=0.1, seed=1)
+    assert (out - data.test.x[:64]).pow(2).mean() < (x - data.test.x[:64]).pow(2).mean()
+
+
+def test_rdc_gradients_exact_and_bpda(tiny):
+    clf = DiffusionClassifier(tiny, timesteps=2)
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    grads = {}
+    for mode in ("exact", "bpda"):
+        rdc = RDC(clf, steps=1, eta=0.1, step_size=0.05, gradient=mode)
+        xg = x.clone().requires_grad_(True)
+        (grads[mode],) = torch.autograd.grad(rdc(xg).sum(), xg)
+        with torch.no_grad():   # prediction works without autograd too
+            assert torch.allclose(rdc(x), clf(likelihood_maximisation(tiny, x, steps=1, eta=0.1, step_size=0.05)))
+    assert grads["exact"].abs().sum() > 0 and grads["bpda"].abs().sum() > 0
+    with pytest.raises(Exception, match="allowed"):
+        RDC(clf, gradient="straight")
+
+
+SHARD_SCRIPT = r"""
+import sys, torch
+from robgen_lib.attacks import robust_correct
+from robgen_lib.sharded import init_distributed, sharded_map
+rank, world = init_distributed()
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+gen = torch.Generator().manual_seed(1)
+x, y = torch.rand(50, 1, 8, 8, generator=gen), torch.randint(0, 10, (50,), generator=gen)
+fn = lambda xb, yb, g: {"robust": robust_correct(model, xb, yb, restarts=2, generator=g, eps=0.05, step_size=0.02,
+                                                 steps=3)}
+out = sharded_map(fn, x, y, batch_size=8, seed=3, progress=False)
+adv = sharded_map(lambda xb, yb, g: {"r": torch.rand(len(xb), generator=g)}, x, y, batch_size=8, seed=3, progress=False)
+if rank == 0:
+    torch.save({**out, **adv}, sys.argv[1])
+"""
+
+
+def test_sharded_evaluation_equals_single_process(tmp_path):
+    script = tmp_path / "shard.py"
+    script.write_text(SHARD_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], check=True, env=env, timeout=300)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+                    str(script), str(tmp_path / "two.pt")], check=True, env=env, timeout=300,
+                   capture_output=True)
+    one = torch.load(tmp_path / "one.pt", weights_only=True)
+    two = torch.load(tmp_path / "two.pt", weights_only=True)
+    assert len(one["robust"]) == 50 and one.keys() == two.keys()
+    for k in one:
+        assert torch.equal(one[k], two[k]), k
