@@ -46,6 +46,10 @@ class Schedule:
         betas = torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)
         self.alpha_bar = torch.cumprod(1.0 - betas, 0).float()
 
+    def timestep_for_sigma(self, sigma: float) -> int:
+        """The t whose ᾱ_t is closest to 1/(1 + σ²) (EDM's noise level σ for data in [−1, 1])."""
+        return int((self.alpha_bar - 1.0 / (1.0 + sigma ** 2)).abs().argmin())
+
     def noisy(self, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """x_t for images x in [−1, 1], timesteps t (B,) and noise eps."""
         ab = self.alpha_bar.to(x.device)[t].view(-1, *([1] * (x.dim() - 1)))
@@ -293,11 +297,12 @@ class DiffusionClassifier(nn.Module):
 
 
 def likelihood_maximisation(denoiser: Denoiser, x01: torch.Tensor, *, steps: int, eta: float, step_size: float,
-                            t_range: tuple = (0.4, 0.6), seed: int = 0, create_graph: bool = False,
+                            sigma_range: tuple = (0.4, 0.6), seed: int = 0, create_graph: bool = False,
                             schedule: Schedule | None = None) -> torch.Tensor:
     """x̂ = approx. argmin over the ℓ∞ η-ball ∩ [0, 1] of the unconditional denoising loss.
 
-    ``steps`` descent steps, each on one timestep drawn from ``t_range`` (fraction of T)
+    ``steps`` descent steps, each at one noise level σ ~ U(``sigma_range``) — the paper's
+    range in EDM terms, mapped to the DDPM timestep whose ᾱ_t is closest to 1/(1 + σ²) —
     and one noise draw (seeded: LM is a deterministic function of x). Each step moves
     x̂ by ``step_size`` along the gradient scaled to unit ℓ∞ norm per image. With
     ``create_graph`` the result stays differentiable in x (exact gradients through LM).
@@ -310,9 +315,8 @@ def likelihood_maximisation(denoiser: Denoiser, x01: torch.Tensor, *, steps: int
     xh = x01 if create_graph else x01.detach()
     with torch.enable_grad():
         for _ in range(steps):
-            frac = t_range[0] + (t_range[1] - t_range[0]) * torch.rand(1, generator=gen).item()
-            t = torch.full((len(x01),), min(sched.steps - 1, int(frac * sched.steps)), dtype=torch.long,
-                           device=x01.device)
+            sigma = sigma_range[0] + (sigma_range[1] - sigma_range[0]) * torch.rand(1, generator=gen).item()
+            t = torch.full((len(x01),), sched.timestep_for_sigma(sigma), dtype=torch.long, device=x01.device)
             eps = torch.randn(x01.shape, generator=gen).to(x01.device)
             if not xh.requires_grad:
                 xh = xh.detach().requires_grad_(True)

@@ -20,9 +20,9 @@ def diffusion_models(ch: Chapter) -> dict[str, TrainedModel]:
 
 
 def threats(ch: Chapter) -> dict[str, dict]:
-    """The two threat models: ℓ∞ at the training ε of the PGD-trained CNN, and ℓ2."""
+    """The two threat models of chapter 4: ℓ∞ (``rob_eps``) and ℓ2 (``l2_eps``)."""
     c = ch.cfg
-    return {"linf": {"norm": "linf", "eps": c.train_eps}, "l2": {"norm": "l2", "eps": c.l2_eps}}
+    return {"linf": {"norm": "linf", "eps": c.rob_eps}, "l2": {"norm": "l2", "eps": c.l2_eps}}
 
 
 def robust_table(ch: Chapter, models: dict[str, TrainedModel] | None = None, *, steps: int | None = None,
