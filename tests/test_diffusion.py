@@ -139,3 +139,22 @@ def test_sharded_evaluation_equals_single_process(tmp_path):
     assert len(one["robust"]) == 50 and one.keys() == two.keys()
     for k in one:
         assert torch.equal(one[k], two[k]), k
+
+
+def test_chapter_uses_a_users_denoiser_weights(tmp_path, monkeypatch):
+    from robgen_lib.book import Chapter
+    from robgen_lib.config import ConfigError
+
+    monkeypatch.setenv("ROBGEN_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    mine = Denoiser(1, 10, base=8, multi_head=True).eval()
+    torch.save(mine.state_dict(), tmp_path / "unet.pt")
+    ch = Chapter("quick", den_width=8, timesteps=3, denoiser_weights=str(tmp_path / "unet.pt"))
+    clf = ch.diffusion_classifier()
+    x = ch.data.test.x[:4]
+    assert torch.allclose(clf.model(x), DiffusionClassifier(mine, 3, seed=ch.cfg.seed)(x), atol=1e-6)
+    assert clf.spec["denoiser"]["weights"] and not (tmp_path / "cache" / "denoiser").exists()   # nothing trained
+    with pytest.raises(ConfigError, match="do not fit"):
+        Chapter("quick", den_width=16, denoiser_weights=str(tmp_path / "unet.pt")).denoiser()
+    with pytest.raises(ConfigError, match="no file"):
+        Chapter("quick", denoiser_weights=str(tmp_path / "missing.pt")).denoiser()

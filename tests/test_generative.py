@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from robgen_lib.generative import ABS, FeatureSimilarity, pixels, trained_abs
+
+
+@pytest.fixture(scope="module")
+def vaes(digits, tmp_path_factory):
+    from robgen_lib.store import ArtifactStore
+
+    store = ArtifactStore(str(tmp_path_factory.mktemp("abs")))
+    return trained_abs(digits, latent=8, width=64, epochs=30, batch_size=64, lr=3e-3, store=store, progress=False)
+
+
+def test_each_class_model_explains_its_own_class_best(vaes, digits):
+    model = ABS(vaes.vaes, n_samples=32, steps=5)
+    x, y = digits.test.x[:200], digits.test.y[:200]
+    with torch.no_grad():
+        s = model.scores(x)
+    own = s.gather(1, y.view(-1, 1)).squeeze(1)
+    others = s.scatter(1, y.view(-1, 1), float("inf")).min(1).values
+    assert (own < others).float().mean() > 0.8          # = ABS accuracy on these images
+    for k in range(10):                                 # per class, on average, its own model wins
+        assert int(s[y == k].mean(0).argmin()) == k
+
+
+def test_latent_search_never_raises_the_score_and_stays_in_its_ball(vaes, digits):
+    x = digits.test.x[:64]
+    plain = ABS(vaes.vaes, n_samples=16, steps=0, radius=2.0)
+    searched = ABS(vaes.vaes, n_samples=16, steps=15, lr=0.1, radius=2.0)
+    guided = ABS(vaes.vaes, n_samples=16, steps=15, lr=0.1, radius=2.0, encoder_init=True)
+    for k in (0, 3, 7):
+        z0, s0 = plain.latent_search(k, x)
+        z1, s1 = searched.latent_search(k, x)
+        z2, s2 = guided.latent_search(k, x)
+        assert (s1 <= s0 + 1e-5).all()
+        assert (s2 <= s0 + 1e-5).all()
+        for z in (z0, z1, z2):
+            assert (z.norm(dim=1) <= 2.0 + 1e-5).all()
+
+
+def test_abs_logits_have_gradients_for_attacks(vaes, digits, trained):
+    x = digits.test.x[:4].clone().requires_grad_(True)
+    for embed in (pixels, FeatureSimilarity(trained.model)):
+        model = ABS(vaes.vaes, n_samples=8, steps=2, embed=embed)
+        (g,) = torch.autograd.grad(model(x).logsumexp(1).sum(), x)
+        assert g.abs().sum() > 0
+    with pytest.raises(Exception, match="radius"):
+        ABS(vaes.vaes, radius=0.0)
