@@ -229,12 +229,13 @@ def attack_path(
 
 
 def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256, seed: int = 0,
-           **pgd_kwargs) -> torch.Tensor:
+           progress: bool = False, desc: str = "PGD", **pgd_kwargs) -> torch.Tensor:
     """PGD over a whole tensor of images, batched; adversarial images come back on the CPU."""
     device = model_device(model)
     gen = torch.Generator().manual_seed(seed)
+    batches = progress_bar(list(batch_slices(len(x), batch_size)), desc=f"{desc} ({len(x)})", enabled=progress)
     return torch.cat([pgd(model, x[s].to(device), y[s].to(device), generator=gen, **pgd_kwargs).cpu()
-                      for s in batch_slices(len(x), batch_size)])
+                      for s in batches])
 
 
 def robust_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, restarts: int = 1,

@@ -295,7 +295,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         timestep_grid=(4, 8, 16, 32),
         clf_scale=1.0,
         lm_steps=5,
-        lm_eta=0.1,
+        lm_eta=None,   # = rob_eps, where the paper finds LM's peak
         lm_step=0.03,
         eta_grid=(0.0, 0.05, 0.1, 0.2),
         lm_gradient="bpda",
@@ -365,7 +365,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         timestep_grid=(5, 10, 25, 50, 100),
         clf_scale=1.0,
         lm_steps=5,
-        lm_eta=8 / 255,
+        lm_eta=None,   # = rob_eps, where the paper finds LM's peak
         lm_step=2 / 255,
         eta_grid=(0.0, 4 / 255, 8 / 255, 16 / 255),
         lm_gradient="bpda",
@@ -437,6 +437,8 @@ def resolve(profile: str = "quick", **overrides: Any) -> Config:
         if overrides.get("hist_steps") is not None:
             raise ConfigError(f"hist_steps={out['hist_steps']} must be <= steps={out['steps']}")
         out["hist_steps"] = out["steps"]  # the profile's default follows a shorter attack
+    if out.get("lm_eta") is None and out.get("rob_eps") is not None:
+        out["lm_eta"] = out["rob_eps"]  # LM's budget follows the attack's ε unless given
     if out.get("dataset") == "imagefolder" and not out.get("data_dir"):
         raise ConfigError("dataset='imagefolder' needs data_dir= a folder with train/ and test/ sub-folders")
     pick_device(out.get("device", "auto"))  # fail now, not after the data loaded

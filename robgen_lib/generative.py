@@ -23,8 +23,9 @@ from torch import nn
 
 from .config import ConfigError
 from .data import Dataset
-from .models import eval_mode
+from .models import eval_mode, last_linear
 from .progress import progress_bar
+from .sharded import batch_generator
 from .store import ArtifactStore
 
 __all__ = ["ClassVAE", "ABS", "pixels", "FeatureSimilarity", "train_class_vaes", "trained_abs", "TrainedABS"]
@@ -68,7 +69,7 @@ class FeatureSimilarity:
 
     def __init__(self, net: nn.Module):
         self.net = net
-        self.head = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
+        self.head = last_linear(net)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         feats = []
@@ -115,7 +116,7 @@ class ABS(nn.Module):
         vae = self.vaes[k]
         with torch.no_grad():
             ex = self.embed(x)
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + k)
+            gen = batch_generator(self.seed, k)
             cand = self._project(torch.randn(self.n_samples, vae.latent, generator=gen).to(x.device))
             emb = self.embed(vae.decode(cand))
             d = torch.cdist(ex, emb).pow(2) + self.beta * cand.pow(2).sum(1).view(1, -1)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .data import batch_slices
-from .models import eval_mode, model_device
+from .models import eval_mode, last_linear, model_device
 
 __all__ = ["penultimate_features", "frechet_distance", "is_style_score", "sample_quality", "rate", "better_on",
            "compare", "first_as_good", "quality_table", "fidelity_scores", "FidelityUnavailable"]
@@ -30,17 +30,10 @@ class FidelityUnavailable(RuntimeError):
     """torch-fidelity is not installed, or its Inception weights cannot be downloaded."""
 
 
-def _last_linear(model: nn.Module) -> nn.Linear:
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError("the feature extractor needs a model whose last layer is nn.Linear")
-    return linears[-1]
-
-
 @torch.no_grad()
 def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int = 512):
     """(features entering the last linear layer, softmax probabilities) for ``x``, on the CPU."""
-    head = _last_linear(model)
+    head = last_linear(model)
     feats: list[torch.Tensor] = []
     hook = head.register_forward_hook(lambda mod, inp, out: feats.append(inp[0].flatten(1).float().cpu()))
     device = model_device(model)

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .attacks import ce_loss, pgd
+from .attacks import attack, ce_loss
 from .config import ConfigError, _as_float
-from .data import Split
+from .data import Split, batch_slices
 from .energy import joint_energy, marginal_energy
-from .data import batch_slices
 from .models import eval_mode, model_device
 from .progress import progress_bar
 
@@ -61,13 +60,11 @@ def generate(model: nn.Module, seeds: torch.Tensor, targets: torch.Tensor, *, ep
              steps: int, batch_size: int = 256, progress: bool = False) -> torch.Tensor:
     """Targeted ℓ2 PGD on CE toward ``targets`` from ``seeds`` (no random start), batched on the
     model's device; the samples come back on the device of ``seeds``."""
-    device = model_device(model)
-    out = []
-    for s in progress_bar(list(batch_slices(len(seeds), batch_size)), desc=f"generate ({len(seeds)})",
-                          enabled=progress, leave=False):
-        out.append(pgd(model, seeds[s].to(device), targets[s].to(device), eps=eps, step_size=step_size, steps=steps,
-                       norm="l2", loss=ce_loss, targeted=True, random_start=False).to(seeds.device))
-    return torch.cat(out) if out else seeds.clone()
+    if len(seeds) == 0:
+        return seeds.clone()
+    return attack(model, seeds, targets, eps=eps, step_size=step_size, steps=steps, norm="l2", loss=ce_loss,
+                  targeted=True, random_start=False, batch_size=batch_size, progress=progress,
+                  desc="generate").to(seeds.device)
 
 
 def sgld(model: nn.Module, x: torch.Tensor, *, steps: int, step_size: float, noise: float,

@@ -40,7 +40,7 @@ def rank_and_world() -> tuple[int, int]:
 
 
 def batch_generator(seed: int, batch_index: int) -> torch.Generator:
-    """The generator of one batch: independent of how batches are spread over processes."""
+    """The generator of one batch (or item): independent of how work is spread over processes."""
     return torch.Generator().manual_seed(seed * 1_000_003 + batch_index)
 
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from .config import ConfigError
 from .models import eval_mode, model_device
+from .sharded import batch_generator
 
 __all__ = ["Smoothed", "Certificate", "clopper_pearson_lower", "denoise_then_classify", "ABSTAIN"]
 
@@ -73,7 +74,7 @@ class Smoothed:
         return counts
 
     def _gen(self, index: int) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        return batch_generator(self.seed, index)
 
     def predict(self, x: torch.Tensor, *, n: int = 100, alpha: float = 0.001) -> torch.Tensor:
         """PREDICT for each image of ``x`` (N, C, H, W): the class, or ABSTAIN."""

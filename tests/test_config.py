@@ -119,3 +119,9 @@ def test_bad_chapter3_parameters(kw, match):
 def test_profile_histogram_step_follows_a_shorter_attack():
     assert resolve(steps=10).hist_steps == 10          # the profile's 20 would not exist
     assert resolve(steps=10, hist_steps=5).hist_steps == 5
+
+
+def test_lm_budget_follows_the_attack_unless_given():
+    assert resolve(rob_eps=0.2).lm_eta == 0.2
+    assert resolve("paper").lm_eta == pytest.approx(8 / 255)
+    assert resolve(rob_eps=0.2, lm_eta=0.05).lm_eta == 0.05

@@ -8,7 +8,7 @@ from torch import nn
 from ..config import ConfigError, MODELS
 from .classifiers import Normalize, PreActResNet18, ResNet10, SmallCNN
 
-__all__ = ["Normalize", "SmallCNN", "ResNet10", "PreActResNet18", "build_model", "model_device", "eval_mode"]
+__all__ = ["Normalize", "SmallCNN", "ResNet10", "PreActResNet18", "build_model", "model_device", "eval_mode", "last_linear"]
 
 
 def build_model(name: str, *, in_channels: int, num_classes: int, image_size: int,
@@ -25,6 +25,14 @@ def build_model(name: str, *, in_channels: int, num_classes: int, image_size: in
     mean = mean if mean is not None else (0.5,) * in_channels
     std = std if std is not None else (0.5,) * in_channels
     return nn.Sequential(Normalize(mean, std), body)
+
+
+def last_linear(model: nn.Module) -> nn.Linear:
+    """The model's last ``nn.Linear`` (its classification head); its input is the feature vector."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("this needs a model whose last layer is nn.Linear")
+    return linears[-1]
 
 
 def model_device(model: nn.Module) -> torch.device:
