@@ -32,6 +32,7 @@ TARGETS = {
     "02_he_pgd": (180, None, ["01_energy"]),
     "03_jeat": (300, None, ["01_energy"]),
     "04_rdc": (480, None, ["01_energy"]),
+    "05_abs": (480, None, []),
 }
 
 

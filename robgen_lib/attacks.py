@@ -25,7 +25,7 @@ from .models import eval_mode, model_device
 from .progress import progress_bar
 
 __all__ = ["LinfRule", "L2Rule", "ce_loss", "dlr_loss", "he_pgd_loss", "energy_matching_loss", "pgd", "attack",
-           "attack_path", "predict_logits", "robust_correct"]
+           "attack_path", "predict_logits", "robust_correct", "boundary_attack"]
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -256,3 +256,94 @@ def robust_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, restar
             xa = pgd(model, x[todo.to(x.device)], y[todo.to(y.device)], loss=loss, generator=generator, **pgd_kwargs)
             ok[todo] = predict_logits(model, xa, len(xa)).argmax(1) == y[todo.to(y.device)].cpu()
     return ok
+
+
+# ----------------------------------------------------------------- decision-based
+
+
+def _dist(a: torch.Tensor, b: torch.Tensor, norm: str) -> torch.Tensor:
+    d = (a - b).flatten(1)
+    return d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+
+
+@torch.no_grad()
+def _labels(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return predict_logits(model, x, batch_size).argmax(1).to(x.device)
+
+
+@torch.no_grad()
+def boundary_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, *, norm: str = "l2",
+                    candidates: int = 10, iters: int = 100, bisections: int = 10,
+                    generator: torch.Generator | None = None, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """A decision-based attack: it sees only the predicted label, never a gradient or a score.
+
+    1. *Line search* (as in ABS's latent line-search and the boundary attack's start):
+       from each image toward its ``candidates`` nearest images of ``pool`` that the model
+       labels differently, bisect for the point where the label flips; keep the closest.
+    2. *Boundary walk* (a simplified boundary attack, Brendel et al. 2018): ``iters``
+       proposals, each a random step along the boundary followed by a step toward x; a
+       proposal is kept only if it is still misclassified *and* closer to x, so the
+       distance never grows. The step toward x adapts per image to the acceptance rate.
+
+    Returns (adversarial images, their ``norm`` distance to x); the distance is 0 for
+    images the model already gets wrong and ``inf`` where nothing in ``pool`` helps.
+    """
+    if norm not in RULES:
+        raise ConfigError(f"unknown norm {norm!r}; allowed: 'linf', 'l2'")
+    if candidates < 1 or iters < 0 or bisections < 1:
+        raise ConfigError(f"boundary_attack needs candidates >= 1, iters >= 0, bisections >= 1; "
+                          f"got {candidates}, {iters}, {bisections}")
+    with eval_mode(model):
+        device = x.device
+        n = len(x)
+        wrong = _labels(model, x, batch_size) != y
+        pool_lab = _labels(model, pool, batch_size)
+        best = x.clone()
+        dist = torch.full((n,), float("inf"), device=device)
+        dist[wrong] = 0.0
+        flat_pool = pool.flatten(1).to(device)
+        rows = (~wrong).nonzero().squeeze(1)
+        if len(rows):
+            # the `candidates` nearest pool images of another predicted label, per image
+            d = torch.cdist(x[rows].flatten(1), flat_pool) if norm == "l2" else torch.stack(
+                [_dist(flat_pool, x[i].flatten().unsqueeze(0), norm) for i in rows.tolist()])
+            d = d.masked_fill(pool_lab.view(1, -1) == y[rows].view(-1, 1), float("inf"))
+            c = min(candidates, len(pool))
+            dc, pick = d.topk(c, dim=1, largest=False)                  # (m, c)
+            valid = torch.isfinite(dc)
+            xi = x[rows].unsqueeze(1).expand(-1, c, *x.shape[1:]).reshape(-1, *x.shape[1:])
+            starts = pool.to(device)[pick.reshape(-1)]
+            yy = y[rows].repeat_interleave(c)
+            lo = torch.zeros(len(xi), device=device)     # still correct at lo
+            hi = torch.ones(len(xi), device=device)      # adversarial at hi
+            view = (-1, *[1] * (x.dim() - 1))
+            for _ in range(bisections):
+                mid = (lo + hi) / 2
+                adv = _labels(model, xi + mid.view(view) * (starts - xi), batch_size) != yy
+                hi, lo = torch.where(adv, mid, hi), torch.where(adv, lo, mid)
+            pts = xi + hi.view(view) * (starts - xi)
+            dd = _dist(pts, xi, norm).view(-1, c).masked_fill(~valid, float("inf"))
+            j = dd.argmin(1)
+            found = torch.isfinite(dd.gather(1, j.view(-1, 1)).squeeze(1))
+            chosen = pts.view(-1, c, *x.shape[1:])[torch.arange(len(rows), device=device), j]
+            best[rows[found]], dist[rows[found]] = chosen[found], dd.gather(1, j.view(-1, 1)).squeeze(1)[found]
+        todo = torch.isfinite(dist) & (dist > 0)
+        toward = torch.full((n,), 0.1, device=device)
+        spread = 0.1
+        for _ in range(iters):
+            idx = todo.nonzero().squeeze(1)
+            if len(idx) == 0:
+                break
+            xa, xo = best[idx], x[idx]
+            noise = torch.randn(xa.shape, generator=generator).to(device)
+            if norm == "linf":
+                noise = noise.sign()
+            scale = dist[idx].view(-1, *[1] * (x.dim() - 1))
+            noise = noise / _dist(noise, torch.zeros_like(noise), norm).view_as(scale) * scale * spread
+            prop = xa + noise
+            prop = (prop + toward[idx].view_as(scale) * (xo - prop)).clamp(0.0, 1.0)
+            nd = _dist(prop, xo, norm)
+            keep = (_labels(model, prop, batch_size) != y[idx]) & (nd < dist[idx])
+            best[idx[keep]], dist[idx[keep]] = prop[keep], nd[keep]
+            toward[idx] = torch.where(keep, (toward[idx] * 1.5).clamp(max=0.5), (toward[idx] * 0.7).clamp(min=1e-3))
+    return best.detach(), dist.detach()

@@ -22,9 +22,9 @@ __all__ = ["Chapter"]
 class Chapter:
     """Resolved parameters, device, data, store and report of one chapter run."""
 
-    def __init__(self, profile: str = "quick", **params):
+    def __init__(self, profile: str = "quick", *, chapter: str | None = None, **params):
         self.started = time.time()
-        self.cfg: Config = resolve(profile, **params)
+        self.cfg: Config = resolve(profile, chapter=chapter, **params)
         self.device: torch.device = pick_device(self.cfg.device)
         seed_everything(self.cfg.seed)
         if self.device.type == "cuda":  # TF32 matmuls/convolutions: several times faster on recent GPUs
@@ -144,6 +144,76 @@ class Chapter:
         model = RDC(base.model, steps=steps, eta=eta, step_size=c.lm_step, seed=c.seed, gradient=gradient)
         spec = {**base.spec, "classifier": "rdc", "lm_steps": steps, "lm_eta": eta, "lm_step": c.lm_step,
                 "gradient": gradient}
+        return TrainedModel(model.eval(), spec, from_cache=base.from_cache)
+
+    # -- analysis by synthesis (chapter 5) -------------------------------------------
+    def load_other(self, name: str) -> Dataset:
+        """Another dataset with this run's sizes (e.g. CIFAR-10 for chapter 5's out-of-domain study)."""
+        c = self.cfg
+        return load_dataset(name, data_dir=c.data_dir, download=c.download, n_train=c.n_train,
+                            n_heldout=c.n_heldout, n_test=c.n_test)
+
+    def class_vaes(self, *, discriminative: bool = False, latent: int | None = None, width: int | None = None,
+                   epochs: int | None = None, data: Dataset | None = None):
+        """K class VAEs of the profile (``abs_*`` knobs), trained once and cached; with
+        ``discriminative`` the E-ABS-style cross-entropy term (weight ``eabs_weight``) is on."""
+        from .generative import trained_abs
+
+        c = self.cfg
+        return trained_abs(data or self.data, latent=latent or c.abs_latent, width=width or c.abs_width,
+                           epochs=epochs or c.abs_epochs, batch_size=c.batch_size, lr=c.abs_lr,
+                           discriminative=c.eabs_weight if discriminative else 0.0, alpha=c.abs_alpha,
+                           beta=c.abs_beta, seed=c.seed, device=self.device, store=self.store)
+
+    #: ABS variants: (discriminative training term, encoder-initialised latent search)
+    ABS_VARIANTS = {"abs": (False, False), "eabs": (True, True)}
+    EMBEDS = ("pixels", "standard", "robust")
+
+    def abs_model(self, variant: str = "abs", *, embed: str = "pixels", samples: int | None = None,
+                  steps: int | None = None, vaes=None) -> TrainedModel:
+        """An ABS (``abs``) or E-ABS-style (``eabs``) classifier as a model with a cache spec.
+
+        ``embed``: the similarity — ``pixels``, or the features of chapter 1's ``standard`` /
+        ``robust`` CNN; ``samples`` / ``steps``: the inference budget (default the profile's);
+        ``vaes``: other class VAEs (e.g. from :meth:`class_vaes` with another size).
+        """
+        from .generative import ABS, FeatureSimilarity, pixels
+
+        if variant not in self.ABS_VARIANTS:
+            raise ConfigError(f"unknown ABS variant {variant!r}; allowed: {', '.join(map(repr, self.ABS_VARIANTS))}")
+        if embed not in self.EMBEDS:
+            raise ConfigError(f"unknown similarity {embed!r}; allowed: {', '.join(map(repr, self.EMBEDS))}")
+        c = self.cfg
+        disc, enc = self.ABS_VARIANTS[variant]
+        vaes = vaes or self.class_vaes(discriminative=disc)
+        feature_net = None if embed == "pixels" else self.classifier(embed)
+        model = ABS(vaes.vaes, alpha=c.abs_alpha, beta=c.abs_beta, n_samples=samples or c.abs_samples,
+                    steps=c.abs_steps if steps is None else steps, lr=c.abs_search_lr, radius=c.abs_radius,
+                    embed=pixels if feature_net is None else FeatureSimilarity(feature_net.model),
+                    encoder_init=enc, seed=c.seed)
+        spec = {"vaes": vaes.spec, "classifier": variant, "embed": feature_net.spec if feature_net else "pixels",
+                "samples": model.n_samples, "steps": model.steps, "search_lr": model.lr, "radius": model.radius}
+        return TrainedModel(model.to(self.device).eval(), spec, from_cache=vaes.from_cache)
+
+    def denoised(self, base: TrainedModel, sigma: float) -> TrainedModel:
+        """``base`` behind one denoising step of the profile's diffusion denoiser (chapter 4)
+        at noise level ``sigma``: the base classifier of denoise-then-classify smoothing."""
+        from .smoothing import denoise_then_classify
+
+        den = self.denoiser()
+        model = denoise_then_classify(den.model, base.model, sigma)
+        spec = {"classifier": "denoise_then_classify", "denoiser": den.spec, "base": base.spec, "sigma": sigma}
+        return TrainedModel(model.eval(), spec, from_cache=den.from_cache and base.from_cache)
+
+    def smoothed(self, base: TrainedModel, sigma: float) -> TrainedModel:
+        """``base`` under Gaussian noise σ, as a stochastic differentiable model (the mean
+        softmax over ``smooth_draws`` fresh draws per call) — what attacks with EOT target."""
+        from .smoothing import SoftSmoothed
+
+        c = self.cfg
+        model = SoftSmoothed(base.model, sigma, n=c.smooth_draws, seed=c.seed)
+        spec = {"classifier": "soft_smoothed", "base": base.spec, "sigma": sigma, "draws": c.smooth_draws,
+                "seed": c.seed}
         return TrainedModel(model.eval(), spec, from_cache=base.from_cache)
 
     def result(self, kind: str, model: TrainedModel, params: dict, build):

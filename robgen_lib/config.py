@@ -25,6 +25,7 @@ __all__ = [
     "ConfigError",
     "Config",
     "PROFILES",
+    "CHAPTER_PRESETS",
     "resolve",
     "pick_device",
     "seed_everything",
@@ -230,6 +231,44 @@ SCHEMA: dict[str, Callable] = {
     "attack_steps": integer(1, 100_000),
     "restarts": integer(1, 1000),
     "big_eps": number(0.0, 1.0, lo_open=True),
+    # analysis by synthesis, similarity and smoothing (chapter 5)
+    "abs_latent": integer(1, 4096),
+    "abs_width": integer(4, 65_536),
+    "abs_epochs": integer(1, 10_000),
+    "abs_lr": number(0.0, 1.0, lo_open=True),
+    "abs_alpha": number(0.0, 1e6, lo_open=True),
+    "abs_beta": number(0.0, 1e3),
+    "abs_samples": integer(1, 1_000_000),
+    "abs_steps": integer(0, 10_000),
+    "abs_search_lr": number(0.0, 10.0, lo_open=True),
+    "abs_radius": number(0.0, 1e3, lo_open=True),
+    "eabs_weight": number(0.0, 1e3, lo_open=True),
+    "abs_sample_grid": list_of(integer(1, 1_000_000)),
+    "abs_step_grid": list_of(integer(0, 10_000)),
+    "abs_linf_grid": list_of(number(0.0, 1.0, lo_open=True)),
+    "abs_l2_grid": list_of(number(0.0, 1e3, lo_open=True)),
+    "abs_linf_eps": number(0.0, 1.0, lo_open=True),
+    "abs_l2_eps": number(0.0, 1e3, lo_open=True),
+    "boundary_candidates": integer(1, 10_000),
+    "boundary_iters": integer(0, 1_000_000),
+    "ood_latent_grid": list_of(integer(1, 4096)),
+    "ood_width_grid": list_of(integer(4, 65_536)),
+    "ood_epochs": integer(1, 10_000),
+    "ood_dataset": lambda n, v: None if v is None else choice(*DATASETS)(n, v),
+    "smooth_sigma": number(0.0, 10.0, lo_open=True),
+    "smooth_n0": integer(1, 10_000_000),
+    "smooth_n": integer(1, 10_000_000),
+    "smooth_alpha": number(0.0, 0.5, lo_open=True),
+    "n_certify": integer(1, 1_000_000),
+    # one yardstick: independent attacks on every model (chapter 6)
+    "ind_steps": integer(1, 100_000),
+    "ind_queries": integer(1, 10_000_000),
+    "eot": integer(1, 10_000),
+    "smooth_draws": integer(1, 100_000),
+    "ind_linf_grid": list_of(number(0.0, 1.0, lo_open=True)),
+    "ind_l2_grid": list_of(number(0.0, 1e3, lo_open=True)),
+    "n_curve": integer(1, 1_000_000),
+    "mask_gap": number(0.0, 1.0),
 }
 
 
@@ -305,6 +344,42 @@ PROFILES: dict[str, dict[str, Any]] = {
         attack_steps=20,
         restarts=1,
         big_eps=0.5,
+        abs_latent=8,
+        abs_width=64,
+        abs_epochs=50,
+        abs_lr=3e-3,
+        abs_alpha=1.0,
+        abs_beta=0.5,
+        abs_samples=64,
+        abs_steps=10,
+        abs_search_lr=0.1,
+        abs_radius=3.0,
+        eabs_weight=1.0,
+        abs_sample_grid=(1, 8, 64, 512),
+        abs_step_grid=(0, 5, 10, 25),
+        abs_linf_grid=(0.05, 0.1, 0.2, 0.3),
+        abs_l2_grid=(0.25, 0.5, 1.0, 1.5),
+        abs_linf_eps=0.15,   # the PGD-trained CNN's training budget, as the paper's 0.3 was Madry's
+        abs_l2_eps=0.5,      # the paper's 1.5 on 28x28 scaled by sqrt(64/784) for 8x8 images
+        boundary_candidates=5,
+        boundary_iters=60,
+        ood_latent_grid=(2, 8, 32),
+        ood_width_grid=(16, 64, 256),
+        ood_epochs=15,
+        ood_dataset=None,
+        smooth_sigma=0.25,
+        smooth_n0=32,
+        smooth_n=256,
+        smooth_alpha=0.001,
+        n_certify=64,
+        ind_steps=20,
+        ind_queries=100,
+        eot=4,
+        smooth_draws=8,
+        ind_linf_grid=(0.05, 0.1, 0.2),
+        ind_l2_grid=(0.25, 0.5, 1.0),
+        n_curve=32,
+        mask_gap=0.1,
     ),
     # The paper's scale: CIFAR-10, ResNet-10 (standard) and PreActResNet-18 (PGD-AT), a GPU.
     "paper": dict(
@@ -375,7 +450,63 @@ PROFILES: dict[str, dict[str, Any]] = {
         attack_steps=50,
         restarts=1,
         big_eps=0.5,
+        abs_latent=8,
+        abs_width=128,
+        abs_epochs=10,
+        abs_lr=3e-3,
+        abs_alpha=0.5,
+        abs_beta=0.5,
+        abs_samples=8000,
+        abs_steps=50,
+        abs_search_lr=0.05,
+        abs_radius=5.0,
+        eabs_weight=1.0,
+        abs_sample_grid=(80, 800, 8000),
+        abs_step_grid=(0, 10, 50),
+        abs_linf_grid=(0.1, 0.2, 0.3, 0.4),
+        abs_l2_grid=(0.5, 1.0, 1.5, 2.0, 2.5),
+        abs_linf_eps=0.3,
+        abs_l2_eps=1.5,
+        boundary_candidates=20,
+        boundary_iters=1000,
+        ood_latent_grid=(2, 8, 32, 128),
+        ood_width_grid=(32, 128, 512, 1024),
+        ood_epochs=10,
+        ood_dataset="cifar10",
+        smooth_sigma=0.25,
+        smooth_n0=100,
+        smooth_n=10_000,
+        smooth_alpha=0.001,
+        n_certify=500,
+        ind_steps=100,
+        ind_queries=5000,
+        eot=20,
+        smooth_draws=32,
+        ind_linf_grid=(2 / 255, 4 / 255, 8 / 255, 16 / 255),
+        ind_l2_grid=(0.25, 0.5, 1.0),
+        n_curve=256,
+        mask_gap=0.1,
     ),
+}
+
+#: Per-chapter presets applied over a profile (and under the user's overrides): at the
+#: paper's scale chapter 5 works on MNIST with Madry et al.'s threat model, as ABS did.
+CHAPTER_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {
+        "abs": dict(
+            dataset="mnist",
+            n_heldout=5000,
+            model="small_cnn",
+            robust_model="small_cnn",
+            epochs=10,
+            robust_epochs=20,
+            batch_size=128,
+            lr=0.05,
+            train_eps=0.3,
+            train_step_size=0.01,
+            train_steps=40,
+        ),
+    },
 }
 
 
@@ -414,15 +545,16 @@ class Config(Mapping):
         return markdown_table(["parameter", "value"], [(f"`{k}`", fmt(v)) for k, v in self.values])
 
 
-def resolve(profile: str = "quick", **overrides: Any) -> Config:
-    """Merge ``overrides`` (``None`` = the profile's value) over ``profile`` and validate.
+def resolve(profile: str = "quick", *, chapter: str | None = None, **overrides: Any) -> Config:
+    """Merge ``overrides`` (``None`` = the profile's value) over ``profile`` (and the
+    profile's preset for ``chapter``, if it has one) and validate.
 
     Raises :class:`ConfigError` naming the allowed values or the fix for an unknown
     profile or parameter, a value out of range, or a device that is not available.
     """
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; allowed: {', '.join(map(repr, PROFILES))}")
-    merged = dict(PROFILES[profile])
+    merged = {**PROFILES[profile], **CHAPTER_PRESETS.get(profile, {}).get(chapter or "", {})}
     for key, value in overrides.items():
         if key not in SCHEMA:
             raise ConfigError(f"unknown parameter {key!r}; known: {', '.join(sorted(SCHEMA))}")
@@ -439,6 +571,10 @@ def resolve(profile: str = "quick", **overrides: Any) -> Config:
         out["hist_steps"] = out["steps"]  # the profile's default follows a shorter attack
     if out.get("lm_eta") is None and out.get("rob_eps") is not None:
         out["lm_eta"] = out["rob_eps"]  # LM's budget follows the attack's ε unless given
+    grids = [out.get(k) for k in ("ood_latent_grid", "ood_width_grid")]
+    if None not in grids and len(grids[0]) != len(grids[1]):
+        raise ConfigError(f"ood_latent_grid and ood_width_grid pair up (one decoder size each) and need the same "
+                          f"length, got {len(grids[0])} and {len(grids[1])}")
     if out.get("dataset") == "imagefolder" and not out.get("data_dir"):
         raise ConfigError("dataset='imagefolder' needs data_dir= a folder with train/ and test/ sub-folders")
     pick_device(out.get("device", "auto"))  # fail now, not after the data loaded

@@ -4,7 +4,7 @@ and numbers so that they can be cached in the artifact store (``Chapter.result``
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -18,7 +18,8 @@ from .models import model_device
 __all__ = [
     "accuracy_of", "identity_gap", "clean_and_attacked", "energy_path", "eps_sweep", "histogram_overlap",
     "detector_study", "first_crossing", "paired_shift", "significantly_lower",
-    "ks_statistic", "attack_energies", "robust_accuracy", "LOSSES",
+    "ks_statistic", "attack_energies", "robust_accuracy", "LOSSES", "decision_distances", "robust_at",
+    "knn_labels", "pareto",
 ]
 
 
@@ -204,3 +205,52 @@ def robust_accuracy(model: nn.Module, split: Split, *, norm: str, eps: float, st
                       desc=f"robust accuracy ({norm}, ε={eps:.3g})", progress=progress)
     return {**out, "clean_accuracy": float(out["clean"].float().mean()),
             "robust_accuracy": float(out["robust"].float().mean())}
+
+
+def decision_distances(model: nn.Module, split: Split, pool: torch.Tensor, *, norm: str, candidates: int = 10,
+                       iters: int = 100, seed: int = 0, batch_size: int = 64, progress: bool = True) -> dict:
+    """Per image: clean correctness and the ``norm`` distance of the closest adversarial the
+    decision-based :func:`~robgen_lib.attacks.boundary_attack` finds (starting from ``pool``).
+
+    An image is robust at ε under this attack iff it is classified correctly and its
+    distance exceeds ε (:func:`robust_at`). Sharded like :func:`robust_accuracy`.
+    """
+    from .attacks import boundary_attack
+    from .sharded import sharded_map
+
+    device = model_device(model)
+
+    def fn(xb, yb, gen):
+        xb, yb = xb.to(device), yb.to(device)
+        clean = predict_logits(model, xb, len(xb)).argmax(1) == yb.cpu()
+        adv, dist = boundary_attack(model, xb, yb, pool, norm=norm, candidates=candidates, iters=iters,
+                                    generator=gen)
+        return {"clean": clean, "dist": dist, "adv": adv}
+
+    return sharded_map(fn, split.x, split.y, batch_size=batch_size, seed=seed,
+                       desc=f"decision-based attack ({norm})", progress=progress)
+
+
+def robust_at(result: dict, eps: float) -> torch.Tensor:
+    """Per image: correct and no adversarial within ε, for a :func:`decision_distances` result."""
+    return result["clean"] & (result["dist"] > eps)
+
+
+def knn_labels(x: torch.Tensor, pool_x: torch.Tensor, pool_y: torch.Tensor, k: int = 5) -> torch.Tensor:
+    """The majority label of each image's ``k`` nearest pool images in pixel ℓ2 distance —
+    a judge of what an image *looks like* that no classifier of the book can fool."""
+    d = torch.cdist(x.flatten(1).float().cpu(), pool_x.flatten(1).float().cpu())
+    near = pool_y.cpu()[d.topk(k, dim=1, largest=False).indices]
+    return torch.mode(near, dim=1).values
+
+
+def pareto(points: Mapping[str, tuple]) -> list[str]:
+    """Labels on the frontier of ``points`` (label → (cost, robustness, ...)): no other point is
+    at most as costly and strictly more robust, or strictly cheaper and at least as robust."""
+    out = []
+    for k, p in points.items():
+        dominated = any((q[0] <= p[0] and q[1] > p[1]) or (q[0] < p[0] and q[1] >= p[1])
+                        for j, q in points.items() if j != k)
+        if not dominated:
+            out.append(k)
+    return out

@@ -28,7 +28,8 @@ from .progress import progress_bar
 from .sharded import batch_generator
 from .store import ArtifactStore
 
-__all__ = ["ClassVAE", "ABS", "pixels", "FeatureSimilarity", "train_class_vaes", "trained_abs", "TrainedABS"]
+__all__ = ["ClassVAE", "ABS", "pixels", "FeatureSimilarity", "train_class_vaes", "trained_abs", "TrainedABS",
+           "reconstruction_study"]
 
 
 class ClassVAE(nn.Module):
@@ -153,6 +154,47 @@ class ABS(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return -self.alpha * self.scores(x)
+
+    @torch.no_grad()
+    def explain(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every class model's best explanation of x: ``recon`` (N, K, C, H, W), ``distance``
+        d(x, dec_k(z*)) and ``score`` (both (N, K))."""
+        recon, dist, score = [], [], []
+        ex = self.embed(x)
+        for k, vae in enumerate(self.vaes):
+            z, s = self.latent_search(k, x)
+            r = vae.decode(z)
+            recon.append(r)
+            dist.append((self.embed(r) - ex).pow(2).sum(1))
+            score.append(s)
+        return {"recon": torch.stack(recon, 1), "distance": torch.stack(dist, 1), "score": torch.stack(score, 1)}
+
+
+def reconstruction_study(model: ABS, x: torch.Tensor, y: torch.Tensor, *, n_noise: int = 64, seed: int = 0,
+                         batch_size: int = 256) -> dict[str, float]:
+    """How well the class models explain their own class, the other classes and noise.
+
+    Per image (pixel squared error of the best reconstruction, ``distance``): ``own`` — by
+    its own class's model; ``other`` — mean over the other classes' models; ``noise`` —
+    uniform-noise images, mean over all models; ``margin`` — mean over images of the
+    runner-up's score minus the own class's score (the class margin ABS's robustness rests
+    on; < 0 means misclassified); ``accuracy``. Smaller ``other``/``own`` and ``noise``/``own``
+    ratios mean the class models are *overpowered*: they explain what they never saw.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.rand((n_noise, *x.shape[1:]), generator=gen).to(x.device)
+    parts = [model.explain(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    dist = torch.cat([p["distance"] for p in parts]).cpu()
+    score = torch.cat([p["score"] for p in parts]).cpu()
+    y = y.cpu()
+    own = dist.gather(1, y.view(-1, 1)).squeeze(1)
+    other = dist.scatter(1, y.view(-1, 1), float("nan")).nanmean(1)
+    own_s = score.gather(1, y.view(-1, 1)).squeeze(1)
+    runner = score.scatter(1, y.view(-1, 1), float("inf")).min(1).values
+    noise_d = torch.cat([model.explain(noise[i:i + batch_size])["distance"].cpu()
+                         for i in range(0, len(noise), batch_size)])
+    return {"own": float(own.mean()), "other": float(other.mean()), "noise": float(noise_d.mean()),
+            "margin": float((runner - own_s).mean()), "accuracy": float((score.argmin(1) == y).float().mean())}
 
 
 @dataclass

@@ -98,14 +98,18 @@ def series(x: Sequence[float], lines: Mapping[str, Sequence[float]], *, xlabel: 
     return fig
 
 
-def panels(x: Sequence[float], data: Mapping[str, Mapping[str, Sequence[float]]], *, xlabel: str, ylabel: str,
+def panels(x, data: Mapping[str, Mapping[str, Sequence[float]]], *, xlabel, ylabel: str,
            hlines: Mapping[str, float] | None = None, hline_label: str = "", ylim=None):
-    """One panel per title, several labelled lines in each; an optional dotted reference line per panel."""
+    """One panel per title, several labelled lines in each; an optional dotted reference line per panel.
+
+    ``x`` and ``xlabel`` are shared, or mappings title → value for panels with their own axis.
+    """
     fig, axes = plt.subplots(1, len(data), figsize=(5.2 * len(data), 3.4), squeeze=False)
     for ax, (title, lines) in zip(axes[0], data.items()):
         if hlines and title in hlines:
             ax.axhline(hlines[title], color="grey", ls=":", label=hline_label)
-        _lines(ax, x, lines, xlabel=xlabel, ylabel=ylabel, title=title, ylim=ylim, dashed_pairs=True)
+        _lines(ax, x[title] if isinstance(x, Mapping) else x, lines, ylabel=ylabel, title=title, ylim=ylim,
+               xlabel=xlabel[title] if isinstance(xlabel, Mapping) else xlabel, dashed_pairs=True)
     fig.tight_layout()
     return fig
 
@@ -212,3 +216,34 @@ def grouped_bars(groups: Mapping[str, Mapping[str, float]], *, ylabel: str, ylim
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
+
+
+def frontier(points: Mapping[str, tuple], *, xlabel: str, ylabel: str, logx: bool = True, title: str = ""):
+    """``points``: label → (cost, robustness, clean accuracy in [0, 1], group). One dot per
+    label (its area grows with clean accuracy, its colour is its group), and the Pareto
+    frontier: the most robust model at or below each cost."""
+    groups = list(dict.fromkeys(p[3] for p in points.values()))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, g in enumerate(groups):
+        pts = [(k, p) for k, p in points.items() if p[3] == g]
+        ax.scatter([p[0] for _, p in pts], [p[1] for _, p in pts], s=[20 + 180 * p[2] ** 4 for _, p in pts],
+                   color=PALETTE[i % len(PALETTE)], label=g, alpha=0.8, edgecolor="k", linewidth=0.5)
+    for k, p in points.items():
+        ax.annotate(k, (p[0], p[1]), textcoords="offset points", xytext=(5, 3), fontsize=7)
+    front, best = [], -np.inf
+    for k, p in sorted(points.items(), key=lambda kv: (kv[1][0], -kv[1][1])):
+        if p[1] > best:
+            best = p[1]
+            front.append((p[0], p[1]))
+    if front:
+        fx, fy = zip(*front)
+        ax.step(fx, fy, where="post", color="grey", ls="--", lw=1, label="frontier")
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+

@@ -69,7 +69,8 @@ def sharded_map(fn: Callable, x: torch.Tensor, y: torch.Tensor, *, batch_size: i
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Fill the cache with chapter 4's robust-accuracy table, sharded over torchrun's processes.
+    """Fill the cache with chapter 4's robust-accuracy table (``--study rdc``, the default) or
+    chapter 6's independent-attack table (``--study yardstick``), sharded over torchrun's processes.
 
     Parameters as for papermill: ``-p profile paper -p n_robust 512``. Rank 0 trains or loads
     the models first; the others then load them from the cache.
@@ -77,21 +78,24 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     from .book import Chapter
-    from .studies import diffusion_models, robust_table
+    from .studies import book_models, diffusion_models, independent_table, robust_table
 
     ap = argparse.ArgumentParser(prog="python -m robgen_lib.sharded", description=main.__doc__.splitlines()[0])
     ap.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="a chapter parameter (repeatable)")
+    ap.add_argument("--study", choices=("rdc", "yardstick"), default="rdc",
+                    help="which chapter's table to fill: 4 (rdc) or 6 (yardstick)")
     args = ap.parse_args(argv)
     params = dict(args.p)
     profile = params.pop("profile", "quick")
     rank, world = init_distributed()
+    build = book_models if args.study == "yardstick" else diffusion_models
     if rank == 0:
-        diffusion_models(Chapter(profile, **params))
+        build(Chapter(profile, **params))
     if world > 1:
         dist.barrier()
     ch = Chapter(profile, **params)
-    table = robust_table(ch)
+    table = independent_table(ch) if args.study == "yardstick" else robust_table(ch)
     if rank == 0:
         for (name, threat), r in table.items():
             print(f"{name:>22} {threat:>5}: clean {100 * r['clean_accuracy']:5.1f} %  robust {100 * r['robust_accuracy']:5.1f} %")

@@ -25,7 +25,8 @@ from .config import ConfigError
 from .models import eval_mode, model_device
 from .sharded import batch_generator
 
-__all__ = ["Smoothed", "Certificate", "clopper_pearson_lower", "denoise_then_classify", "ABSTAIN"]
+__all__ = ["Smoothed", "Certificate", "clopper_pearson_lower", "denoise_then_classify", "ABSTAIN", "certify_split",
+           "certified_accuracy", "SoftSmoothed"]
 
 #: The label returned when the smoothed classifier abstains.
 ABSTAIN = -1
@@ -127,3 +128,43 @@ def denoise_then_classify(denoiser, classifier: nn.Module, sigma: float, schedul
     from .diffusion import Schedule
 
     return _DenoiseThenClassify(denoiser, classifier, sigma, schedule or Schedule())
+
+
+def certify_split(smoothed: Smoothed, x: torch.Tensor, y: torch.Tensor, *, n0: int, n: int,
+                  alpha: float) -> dict[str, torch.Tensor]:
+    """CERTIFY every image: ``label``, ``radius``, ``p_lower`` and ``correct`` (certified
+    label = true label) as tensors, ready for :func:`certified_accuracy` and the cache."""
+    certs = smoothed.certify(x, n0=n0, n=n, alpha=alpha)
+    label = torch.tensor([c.label for c in certs])
+    return {"label": label, "radius": torch.tensor([c.radius for c in certs]),
+            "p_lower": torch.tensor([c.p_lower for c in certs]), "correct": label == y.cpu()}
+
+
+def certified_accuracy(result: dict, radii) -> list[float]:
+    """Fraction of images certified correctly with a radius of at least r, for each r in ``radii``."""
+    return [float((result["correct"] & (result["radius"] >= r)).float().mean()) for r in radii]
+
+
+class SoftSmoothed(nn.Module):
+    """A differentiable, *stochastic* stand-in for the smoothed classifier, for attacks:
+    logits = log of the mean softmax of ``base`` over ``n`` fresh noisy copies of x.
+
+    Each call draws new noise from the model's own generator (seeded once), so a run is
+    reproducible while successive calls differ — which is why attacks on it need EOT
+    (``stochastic = True``).
+    """
+
+    stochastic = True
+
+    def __init__(self, base: nn.Module, sigma: float, *, n: int = 8, seed: int = 0):
+        super().__init__()
+        if not sigma > 0 or n < 1:
+            raise ConfigError(f"SoftSmoothed needs sigma > 0 and n >= 1, got {sigma}, {n}")
+        self.base, self.sigma, self.n = base, float(sigma), n
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn((self.n, *x.shape), generator=self.generator).to(x.device) * self.sigma
+        logits = self.base((x.unsqueeze(0) + noise).flatten(0, 1))
+        probs = logits.float().softmax(-1).view(self.n, len(x), -1).mean(0)
+        return probs.clamp_min(1e-12).log()

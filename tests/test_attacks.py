@@ -123,3 +123,84 @@ def test_energy_matching_moves_energy_to_target_and_fools(trained, digits):
     assert (logits.argmax(1) == y).float().mean() < 0.1
     gap = (marginal_energy(logits) - target).abs().mean()
     assert gap < (marginal_energy(plain) - target).abs().mean()
+
+
+class _Linear3(torch.nn.Module):
+    """Three linear classes on 16 pixels: the smallest ℓ2 distance to the boundary is known."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = torch.nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.lin(x.flatten(1))
+
+
+def _true_l2_boundary(model, x, y):
+    w, b = model.lin.weight.detach(), model.lin.bias.detach()
+    f = x.flatten(1) @ w.T + b
+    out = []
+    for i in range(len(x)):
+        out.append(min(float((f[i, y[i]] - f[i, k]) / (w[y[i]] - w[k]).norm()) for k in range(3) if k != y[i]))
+    return torch.tensor(out)
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_boundary_attack_only_returns_adversarials_and_the_walk_only_shortens(norm):
+    from robgen_lib.attacks import boundary_attack
+
+    model = _Linear3()
+    x = torch.rand(40, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    y = model(x).argmax(1)
+    y[:3] = (y[:3] + 1) % 3                                   # three images the model already gets wrong
+    pool = torch.rand(300, 1, 4, 4, generator=torch.Generator().manual_seed(2))
+    line, d_line = boundary_attack(model, x, y, pool, norm=norm, iters=0)
+    adv, d = boundary_attack(model, x, y, pool, norm=norm, iters=200, generator=torch.Generator().manual_seed(0))
+    assert (d[:3] == 0).all()
+    for a, dist in ((line, d_line), (adv, d)):
+        assert (model(a[3:]).argmax(1) != y[3:]).all()        # every returned point is adversarial
+        measured = (a - x).flatten(1).abs().amax(1) if norm == "linf" else (a - x).flatten(1).norm(dim=1)
+        assert torch.allclose(measured, dist, atol=1e-5)
+        assert ((a >= 0) & (a <= 1)).all()
+    assert (d <= d_line + 1e-6).all()                          # accepted steps only ever come closer
+    assert d[3:].mean() < 0.9 * d_line[3:].mean()
+
+
+def test_boundary_attack_l2_distance_approaches_the_true_minimum():
+    from robgen_lib.attacks import boundary_attack
+
+    model = _Linear3()
+    x = torch.rand(30, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+    y = model(x).argmax(1)
+    pool = torch.rand(300, 1, 4, 4, generator=torch.Generator().manual_seed(4))
+    _, d = boundary_attack(model, x, y, pool, norm="l2", iters=300, generator=torch.Generator().manual_seed(0))
+    true = _true_l2_boundary(model, x, y)
+    assert (d >= true - 1e-4).all()                            # nothing beats the optimum
+    assert float((d / true).median()) < 1.3
+
+
+def test_boundary_attack_refuses_bad_parameters():
+    from robgen_lib.attacks import boundary_attack
+
+    model = _Linear3()
+    x = torch.rand(2, 1, 4, 4)
+    with pytest.raises(ConfigError, match="norm"):
+        boundary_attack(model, x, model(x).argmax(1), x, norm="l1")
+    with pytest.raises(ConfigError, match="candidates"):
+        boundary_attack(model, x, model(x).argmax(1), x, candidates=0)
+
+
+def test_decision_robust_accuracy_counts_images_beyond_epsilon():
+    from robgen_lib.data import Split
+    from robgen_lib.evaluate import decision_distances, robust_at
+
+    model = _Linear3()
+    x = torch.rand(20, 1, 4, 4, generator=torch.Generator().manual_seed(5))
+    y = model(x).argmax(1)
+    pool = torch.rand(200, 1, 4, 4, generator=torch.Generator().manual_seed(6))
+    res = decision_distances(model, Split(x, y), pool, norm="l2", iters=20, progress=False)
+    assert res["clean"].all()
+    for eps in (0.0, float(res["dist"].median()), 1e9):
+        assert torch.equal(robust_at(res, eps), res["dist"] > eps)
+    assert not robust_at(res, 1e9).any() and robust_at(res, 0.0).all()

@@ -125,3 +125,29 @@ def test_lm_budget_follows_the_attack_unless_given():
     assert resolve(rob_eps=0.2).lm_eta == 0.2
     assert resolve("paper").lm_eta == pytest.approx(8 / 255)
     assert resolve(rob_eps=0.2, lm_eta=0.05).lm_eta == 0.05
+
+
+def test_chapter_presets_apply_under_the_users_overrides():
+    assert resolve("paper").dataset == "cifar10"
+    abs_paper = resolve("paper", chapter="abs")
+    assert (abs_paper.dataset, abs_paper.train_eps) == ("mnist", 0.3)      # ABS's scale: MNIST, Madry's ε
+    assert resolve("paper", chapter="abs", dataset="fashion-mnist").dataset == "fashion-mnist"
+    assert resolve("quick", chapter="abs") == resolve("quick")             # no preset: the profile itself
+
+
+def test_chapter5_parameters_are_checked():
+    with pytest.raises(ConfigError, match="same length"):
+        resolve(ood_latent_grid="2, 8", ood_width_grid="16, 64, 256")
+    with pytest.raises(ConfigError, match="abs_radius must be >"):
+        resolve(abs_radius=0)
+    with pytest.raises(ConfigError, match="ood_dataset"):
+        resolve(ood_dataset="imagenet")
+
+
+def test_unknown_abs_variant_or_similarity(monkeypatch, tmp_path):
+    monkeypatch.setenv("ROBGEN_CACHE", str(tmp_path))
+    ch = Chapter("quick")
+    with pytest.raises(ConfigError, match="variant"):
+        ch.abs_model("vae")
+    with pytest.raises(ConfigError, match="similarity"):
+        ch.abs_model("abs", embed="lpips")

@@ -47,3 +47,25 @@ def test_abs_logits_have_gradients_for_attacks(vaes, digits, trained):
         assert g.abs().sum() > 0
     with pytest.raises(Exception, match="radius"):
         ABS(vaes.vaes, radius=0.0)
+
+
+def test_reconstruction_study_tells_own_class_from_others_and_noise(vaes, digits):
+    from robgen_lib.generative import reconstruction_study
+
+    model = ABS(vaes.vaes, n_samples=32, steps=5)
+    x, y = digits.test.x[:100], digits.test.y[:100]
+    out = model.explain(x[:3])
+    assert out["recon"].shape == (3, 10, *digits.image_shape)
+    res = reconstruction_study(model, x, y, n_noise=16)
+    assert res["own"] < res["other"] < res["noise"]      # trained on digits: noise is the hardest to explain
+    with torch.no_grad():
+        acc = float((model(x).argmax(1) == y).float().mean())
+    assert res["accuracy"] == pytest.approx(acc)
+    assert res["margin"] > 0
+
+
+def test_knn_judge_labels_training_images_by_their_own_label(digits):
+    from robgen_lib.evaluate import knn_labels
+
+    tr = digits.train
+    assert torch.equal(knn_labels(tr.x[:50], tr.x, tr.y, k=1), tr.y[:50])

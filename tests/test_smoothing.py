@@ -73,3 +73,19 @@ def test_denoise_then_classify_runs_the_unconditional_head():
     assert out.shape == (3, 10) and seen["x"].min() >= 0 and seen["x"].max() <= 1
     ab = float(model.schedule.alpha_bar[model.t])
     assert (1 - ab) / ab == pytest.approx((2 * 0.25) ** 2, rel=0.05)   # the matching noise level
+
+
+def test_certified_accuracy_counts_correct_certificates_above_each_radius():
+    from robgen_lib.smoothing import certified_accuracy, certify_split
+
+    sigma = 0.5
+    base = FirstPixel(sigma * norm.ppf(0.9))
+    sm = Smoothed(base, sigma, num_classes=2, batch_size=5000, seed=0)
+    x = torch.zeros(4, 1, 2, 2)
+    x[2:, 0, 0, 0] = 5.0                          # far above the threshold: class 1 with certainty
+    y = torch.tensor([0, 1, 1, 0])                # images 1 and 3 are labelled against the base
+    res = certify_split(sm, x, y, n0=50, n=2000, alpha=0.001)
+    assert res["correct"].tolist() == [True, False, True, False]
+    acc = certified_accuracy(res, [0.0, float(res["radius"][0]), 10.0])
+    assert acc[0] == 0.5 and acc[-1] == 0.0
+    assert acc[1] == pytest.approx(0.5 if res["radius"][2] >= res["radius"][0] else 0.25)
