@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[book,test]"
+	# chapter 6's independent attacks; --no-deps: torchattacks pins an old requests, and must not move torch
+	$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1
 	touch $@
 
 book: $(STAMP)
@@ -25,9 +27,8 @@ book: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest --nbval-lax chapters tests
 
-# Development only: the speed benchmark compares the book's PGD with torchattacks'.
+# Development only: chapter times, and the speed of the book's PGD against torchattacks'.
 bench: $(STAMP)
-	$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1
 	$(PY) benchmarks/bench_chapters.py
 
 # Re-execute the committed notebooks in place at their default profile.

@@ -147,6 +147,9 @@ def prediction_cost(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     device = model_device(model)
     try:
         x = x.to(device)
+        with eval_mode(model), torch.no_grad():
+            model(x)                          # warm-up: first calls pay for allocation and kernel selection
+        seen[0] = 0
         t0 = time.perf_counter()
         with eval_mode(model), torch.no_grad():
             model(x)

@@ -41,7 +41,7 @@ def test_chapter_page_holds_its_figures(built, nb):
     assert expected > 0 and len(figures) >= expected
     for src in figures:
         assert (built / "chapters" / src).resolve().exists(), src
-    assert "Verdict:" in page and "paper vs this run" in page.lower()
+    assert "Verdict:" in page and "vs this run" in page.lower()     # the closing table
     assert "bibliography.html#" in page  # citations link into the bibliography
 
 
