@@ -126,6 +126,8 @@ def list_of(item: Callable, *, min_len: int = 1) -> Callable:
     def check(name: str, value: Any) -> tuple:
         if isinstance(value, str):
             value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+        elif isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+            value = [value]      # papermill reads `-p grid 0.5` as a number: a list of one
         if not isinstance(value, Iterable):
             raise ConfigError(f"{name} must be a list, got {value!r}")
         out = tuple(item(f"{name}[{i}]", v) for i, v in enumerate(value))

@@ -176,7 +176,7 @@ def _torchvision(name: str, root: str | None, download: bool):
 
     def tensors(ds):
         x = torch.as_tensor(np.asarray(ds.data))
-        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
         return x.float().div_(255.0), torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
 
     (xtr, ytr), (xte, yte) = tensors(tr), tensors(te)
@@ -217,7 +217,7 @@ def _read_images(files, limit: int | None, seed: int):
     shapes = {tuple(x.shape) for x in xs}
     if len(shapes) != 1:
         raise ConfigError(f"images in the folder have different sizes {sorted(shapes)[:3]}...; resize them first")
-    x = torch.stack(xs).permute(0, 3, 1, 2).float().div_(255.0)
+    x = torch.stack(xs).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
     return x, torch.tensor(ys, dtype=torch.int64)
 
 

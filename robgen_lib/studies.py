@@ -25,26 +25,28 @@ def threats(ch: Chapter) -> dict[str, dict]:
     return {"linf": {"norm": "linf", "eps": c.rob_eps}, "l2": {"norm": "l2", "eps": c.l2_eps}}
 
 
+def _table(ch: Chapter, kind: str, models: dict[str, TrainedModel], which: dict[str, dict], n: int | None,
+           params: dict, evaluate) -> dict:
+    """{(model, threat): evaluate(model, split, **threat)} for every model × threat, each cached
+    under (model spec, threat, ``params``, split size, seed)."""
+    split = ch.data.test.head(ch.cfg.n_robust if n is None else n)
+    return {(name, tname): ch.result(kind, m, {**t, **params, "n": len(split), "seed": ch.cfg.seed},
+                                     lambda m=m, t=t: evaluate(m.model, split, **t))
+            for name, m in models.items() for tname, t in which.items()}
+
+
 def robust_table(ch: Chapter, models: dict[str, TrainedModel] | None = None, *, steps: int | None = None,
                  restarts: int | None = None, losses=("ce", "dlr"), n: int | None = None,
                  which: dict[str, dict] | None = None) -> dict:
     """{(model, threat): robust_accuracy result} on the first ``n`` (default ``n_robust``) test images, cached."""
     c = ch.cfg
-    models = diffusion_models(ch) if models is None else models
-    which = threats(ch) if which is None else which
     steps = c.attack_steps if steps is None else steps
     restarts = c.restarts if restarts is None else restarts
-    split = ch.data.test.head(c.n_robust if n is None else n)
-    out = {}
-    for name, m in models.items():
-        for tname, t in which.items():
-            params = {**t, "steps": steps, "restarts": restarts, "losses": list(losses), "n": len(split),
-                      "seed": c.seed}
-            out[(name, tname)] = ch.result(
-                "robust_accuracy", m, params,
-                lambda m=m, t=t: robust_accuracy(m.model, split, steps=steps, restarts=restarts, losses=losses,
-                                                 seed=c.seed, **t))
-    return out
+    return _table(ch, "robust_accuracy", diffusion_models(ch) if models is None else models,
+                  threats(ch) if which is None else which, n,
+                  {"steps": steps, "restarts": restarts, "losses": list(losses)},
+                  lambda model, split, **t: robust_accuracy(model, split, steps=steps, restarts=restarts,
+                                                            losses=losses, seed=c.seed, **t))
 
 
 def book_models(ch: Chapter) -> dict[str, tuple[str, TrainedModel]]:
@@ -71,17 +73,10 @@ def independent_table(ch: Chapter, models: dict[str, TrainedModel] | None = None
     from .yardstick import ATTACKS, independent_robust_accuracy
 
     c = ch.cfg
-    models = {k: m for k, (_, m) in book_models(ch).items()} if models is None else models
-    which = threats(ch) if which is None else which
     attacks = tuple(ATTACKS if attacks is None else attacks)
-    split = ch.data.test.head(c.n_robust if n is None else n)
-    out = {}
-    for name, m in models.items():
-        for tname, t in which.items():
-            params = {**t, "attacks": list(attacks), "steps": c.ind_steps, "queries": c.ind_queries,
-                      "eot": c.eot, "n": len(split), "seed": c.seed}
-            out[(name, tname)] = ch.result(
-                "independent_attacks", m, params,
-                lambda m=m, t=t: independent_robust_accuracy(m.model, split, attacks=attacks, steps=c.ind_steps,
-                                                             queries=c.ind_queries, eot=c.eot, seed=c.seed, **t))
-    return out
+    return _table(ch, "independent_attacks", {k: m for k, (_, m) in book_models(ch).items()} if models is None
+                  else models, threats(ch) if which is None else which, n,
+                  {"attacks": list(attacks), "steps": c.ind_steps, "queries": c.ind_queries, "eot": c.eot},
+                  lambda model, split, **t: independent_robust_accuracy(model, split, attacks=attacks,
+                                                                        steps=c.ind_steps, queries=c.ind_queries,
+                                                                        eot=c.eot, seed=c.seed, **t))

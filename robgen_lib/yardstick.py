@@ -90,7 +90,7 @@ def independent_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, a
             todo = ok.nonzero().squeeze(1)
             if len(todo):
                 atk = make_attack(name, model, norm=norm, eps=eps, steps=steps, queries=queries, eot=eot, seed=seed)
-                adv = atk(x[todo.to(device)], y[todo.to(device)])
+                adv = atk(x[todo.to(device)].contiguous(), y[todo.to(device)])   # Square needs contiguous images
                 ok[todo] = predict_logits(model, adv, len(adv)).argmax(1) == y[todo.to(device)].cpu()
             out[name] = ok.clone()
     return out

@@ -151,3 +151,10 @@ def test_unknown_abs_variant_or_similarity(monkeypatch, tmp_path):
         ch.abs_model("vae")
     with pytest.raises(ConfigError, match="similarity"):
         ch.abs_model("abs", embed="lpips")
+
+
+def test_a_single_number_is_a_list_of_one():
+    assert resolve(ind_l2_grid=0.5).ind_l2_grid == (0.5,)        # what papermill passes for `-p ind_l2_grid 0.5`
+    assert resolve(step_grid=5).step_grid == (5,)
+    with pytest.raises(ConfigError, match="must be a list"):
+        resolve(step_grid=True)

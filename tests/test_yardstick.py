@@ -73,3 +73,14 @@ def test_prediction_cost_counts_network_passes(trained):
     smoothed = SoftSmoothed(trained.model, 0.25, n=4)
     assert networks_of(smoothed) == [trained.model]
     assert prediction_cost(smoothed, x)["evaluations"] == 4   # one pass per noise draw
+
+
+def test_square_runs_on_channels_last_colour_images():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 3)).eval()
+    x = torch.rand(6, 8, 8, 3).permute(0, 3, 1, 2)           # a view, as images decoded as HWC arrays are
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    for norm in ("l2", "linf"):
+        out = independent_correct(model, x, y, attacks=("square",), norm=norm, eps=0.5, queries=5)
+        assert out["clean"].all() and len(out["square"]) == 6
