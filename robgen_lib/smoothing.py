@@ -151,7 +151,9 @@ class SoftSmoothed(nn.Module):
 
     Each call draws new noise from the model's own generator (seeded once), so a run is
     reproducible while successive calls differ — which is why attacks on it need EOT
-    (``stochastic = True``).
+    (``stochastic = True``). The draws depend on every call made before, so a result
+    computed after others were read from the cache, or on a shard of a torchrun run, can
+    differ from a single cold run by the Monte-Carlo noise.
     """
 
     stochastic = True
