@@ -1,5 +1,6 @@
 import copy
 import os
+import socket
 import subprocess
 import sys
 
@@ -131,9 +132,13 @@ def test_sharded_evaluation_equals_single_process(tmp_path):
     script.write_text(SHARD_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], check=True, env=env, timeout=300)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-                    str(script), str(tmp_path / "two.pt")], check=True, env=env, timeout=300,
-                   capture_output=True)
+    with socket.socket() as s:                       # a free port: a fixed one may be taken on a busy machine
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           str(port), str(script), str(tmp_path / "two.pt")], env=env, timeout=300,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     one = torch.load(tmp_path / "one.pt", weights_only=True)
     two = torch.load(tmp_path / "two.pt", weights_only=True)
     assert len(one["robust"]) == 50 and one.keys() == two.keys()
