@@ -1,5 +1,5 @@
 # The two commands:   make book   (set up, execute every chapter at the quick profile, render HTML)
-#                     make test   (set up, unit tests + nbval over the chapters + the book builds)
+#                     make test   (set up, unit tests + nbval over the chapters + the book renders)
 # Each sets up its own virtual environment in .venv from the pins in pyproject.toml.
 
 PYTHON ?= python3
@@ -25,7 +25,7 @@ book: $(STAMP)
 	@echo "The book is in _build/html/index.html"
 
 test: $(STAMP)
-	$(PY) -m pytest --nbval-lax chapters tests
+	$(PY) -m pytest --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg chapters tests
 
 # Development only: chapter times, and the speed of the book's PGD against torchattacks'.
 bench: $(STAMP)

@@ -3,6 +3,11 @@
 A verdict states a claim, the paper's number, the number measured in this run, and one
 of ``reproduced`` / ``not reproduced`` / ``reproduced only when …`` — decided by a
 test on the measured values that the chapter shows next to it.
+
+A verdict whose word has been seen to change between machines (another CPU rounds
+differently, trains a slightly different model, and the decision falls the other way) is
+printed as *unsettled*: the evidence of one run does not decide it, and the book's
+notebook check (``tests/nbval_sanitize.cfg``) does not compare its word.
 """
 from __future__ import annotations
 
@@ -15,26 +20,40 @@ class Verdict:
     paper: str
     measured: str
     status: str
+    unsettled: bool = False
+
+    @property
+    def shown(self) -> str:
+        """The verdict word as printed, with the unsettled mark where it applies."""
+        return f"{self.status} ({UNSETTLED})" if self.unsettled else self.status
 
     def __str__(self) -> str:
         return (f"Claim:    {self.claim}\nPaper:    {self.paper}\nThis run: {self.measured}\n"
-                f"Verdict:  {self.status}")
+                f"Verdict:  {self.shown}")
 
 
-def verdict(claim: str, paper: str, measured: str, holds: bool, *, only_when: str | None = None) -> Verdict:
-    """``holds`` → reproduced; else ``only_when`` (the conditions under which it does) or not reproduced."""
+#: How an unsettled verdict is marked (the notebook check keys on the word "unsettled").
+UNSETTLED = "unsettled: this word changed between CPUs in the book's cross-machine runs; read it as inconclusive"
+
+
+def verdict(claim: str, paper: str, measured: str, holds: bool, *, only_when: str | None = None,
+            unsettled: bool = False) -> Verdict:
+    """``holds`` → reproduced; else ``only_when`` (the conditions under which it does) or not reproduced.
+
+    ``unsettled``: the word has been seen to flip between machines (see the module's docstring).
+    """
     if holds:
         status = "reproduced"
     elif only_when:
         status = f"reproduced only when {only_when}"
     else:
         status = "not reproduced"
-    return Verdict(claim, paper, measured, status)
+    return Verdict(claim, paper, measured, status, unsettled)
 
 
-def hypothesis(claim: str, measured: str, holds: bool) -> Verdict:
+def hypothesis(claim: str, measured: str, holds: bool, *, unsettled: bool = False) -> Verdict:
     """A question of this book's own (no paper number): ``holds`` / ``does not hold``."""
-    return Verdict(claim, "- (this book's question)", measured, "holds" if holds else "does not hold")
+    return Verdict(claim, "- (this book's question)", measured, "holds" if holds else "does not hold", unsettled)
 
 
 @dataclass
@@ -50,7 +69,9 @@ class Report:
 
     def markdown(self) -> str:
         return markdown_table(["claim", "paper", f"this run (profile `{self.profile}`)", "verdict"],
-                              [(v.claim, v.paper, v.measured, f"**{v.status}**") for v in self.verdicts])
+                              [(v.claim, v.paper, v.measured,
+                               f"**{v.status}**" + (" (unsettled)" if v.unsettled else ""))
+                               for v in self.verdicts])
 
 
 def markdown_table(headers, rows) -> str:
