@@ -75,9 +75,9 @@ def bench_chapter(name: str) -> None:
 
 
 def bench_pgd(repeats: int = 9) -> None:
-    from robgen_lib.attacks import pgd
-    from robgen_lib.data import load_dataset
-    from robgen_lib.models import build_model
+    from robgen_lib.core.attacks import pgd
+    from robgen_lib.core.data import load_dataset
+    from robgen_lib.core.models import build_model
 
     try:
         import torchattacks
@@ -113,7 +113,7 @@ def bench_pgd(repeats: int = 9) -> None:
 
 def bench_diffusion(repeats: int = 5) -> None:
     """Network evaluations per second of the diffusion classifier, multi-head vs one pass per class."""
-    from robgen_lib.diffusion import Denoiser, DiffusionClassifier
+    from robgen_lib.methods.diffusion import Denoiser, DiffusionClassifier
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"\ndiffusion classifier on {device}, median of {repeats} runs (target: multi-head speed-up >= 8x at K = 10)")

@@ -1,71 +1,20 @@
-"""Sharded evaluation: split the test images over processes with PyTorch's distributed runtime.
+"""The command line that fills the cache with the book's costliest tables, sharded over
+torchrun's processes (each takes every N-th batch; see :mod:`robgen_lib.core.parallel`):
 
-Launched plainly, everything runs in one process. Launched with ``torchrun
---nproc_per_node N``, each process takes every N-th *batch* (gloo on CPUs, nccl on GPUs,
-one GPU per process) and the per-image results are gathered on every rank at the end.
-Every batch draws its randomness from a generator seeded by (seed, batch index), never
-from a shared stream, so the results are exactly those of a single process.
+    torchrun --nproc_per_node 4 -m robgen_lib.sharded -p profile paper                     # chapter 4
+    torchrun --nproc_per_node 4 -m robgen_lib.sharded --study yardstick -p profile paper   # chapter 6
 
-    torchrun --nproc_per_node 4 -m robgen_lib.sharded -p profile paper     # chapter 4's robust table
+The notebooks then read the results from the cache.
 """
 from __future__ import annotations
 
-import os
-from typing import Callable
+import argparse
 
-import torch
 import torch.distributed as dist
 
-from .data import batch_slices
-from .progress import progress_bar
-
-__all__ = ["init_distributed", "rank_and_world", "batch_generator", "sharded_map"]
-
-
-def init_distributed() -> tuple[int, int]:
-    """Join the process group torchrun describes in the environment (if any); returns (rank, world)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        cuda = torch.cuda.is_available()
-        if cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
-    return rank_and_world()
-
-
-def rank_and_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def batch_generator(seed: int, batch_index: int) -> torch.Generator:
-    """The generator of one batch (or item): independent of how work is spread over processes."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + batch_index)
-
-
-def sharded_map(fn: Callable, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, seed: int = 0,
-                desc: str = "evaluate", progress: bool = True) -> dict[str, torch.Tensor]:
-    """``fn(xb, yb, generator) -> {name: per-image tensor}`` over all batches, this process's share.
-
-    Returns the per-image results of *all* images, in order, on every rank (CPU tensors).
-    """
-    rank, world = rank_and_world()
-    batches = list(batch_slices(len(x), batch_size))
-    mine = [i for i in range(len(batches)) if i % world == rank]
-    local: dict[int, dict] = {}
-    for i in progress_bar(mine, desc=f"{desc} [{rank + 1}/{world}]" if world > 1 else desc, enabled=progress):
-        s = batches[i]
-        out = fn(x[s], y[s], batch_generator(seed, i))
-        local[i] = {k: v.detach().cpu() for k, v in out.items()}
-    if world > 1:
-        gathered: list = [None] * world
-        dist.all_gather_object(gathered, local)
-        local = {i: r for part in gathered for i, r in part.items()}
-    if not local:
-        return {}
-    keys = local[0].keys()
-    return {k: torch.cat([local[i][k] for i in range(len(batches))]) for k in keys}
+from .book.chapter import Chapter
+from .book.studies import book_models, diffusion_models, independent_table, robust_table
+from .core.parallel import init_distributed
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,11 +24,6 @@ def main(argv: list[str] | None = None) -> None:
     Parameters as for papermill: ``-p profile paper -p n_robust 512``. Rank 0 trains or loads
     the models first; the others then load them from the cache.
     """
-    import argparse
-
-    from .book import Chapter
-    from .studies import book_models, diffusion_models, independent_table, robust_table
-
     ap = argparse.ArgumentParser(prog="python -m robgen_lib.sharded", description=main.__doc__.splitlines()[0])
     ap.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="a chapter parameter (repeatable)")

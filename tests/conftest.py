@@ -8,7 +8,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 @pytest.fixture(scope="session")
 def digits():
-    from robgen_lib.data import load_dataset
+    from robgen_lib.core.data import load_dataset
 
     return load_dataset("digits")
 
@@ -16,8 +16,8 @@ def digits():
 @pytest.fixture(scope="session")
 def trained(digits, tmp_path_factory):
     """A small CNN trained briefly on digits (its own store, so tests never touch the user's cache)."""
-    from robgen_lib.store import ArtifactStore
-    from robgen_lib.training import Standard, trained_classifier
+    from robgen_lib.core.fit import Standard, trained_classifier
+    from robgen_lib.core.store import ArtifactStore
 
     torch.manual_seed(0)
     store = ArtifactStore(str(tmp_path_factory.mktemp("store")))
@@ -27,6 +27,6 @@ def trained(digits, tmp_path_factory):
 
 @pytest.fixture
 def store(tmp_path):
-    from robgen_lib.store import ArtifactStore
+    from robgen_lib.core.store import ArtifactStore
 
     return ArtifactStore(str(tmp_path / "cache"))

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from robgen_lib.attacks import L2Rule, LinfRule, attack, attack_path, pgd, predict_logits
-from robgen_lib.config import ConfigError
+from robgen_lib.core.attacks import L2Rule, LinfRule, attack, attack_path, pgd, predict_logits
+from robgen_lib.core.errors import ConfigError
 
 
 def test_linf_pgd_stays_in_ball_and_box(trained, digits):
@@ -78,7 +78,7 @@ def test_bad_attack_parameters_are_refused(trained, digits, kw):
 
 
 def test_he_pgd_with_lambda_one_is_ascent_of_minus_true_logit(trained, digits):
-    from robgen_lib.attacks import he_pgd_loss
+    from robgen_lib.core.attacks import he_pgd_loss
 
     x, y = digits.test.x[:64], digits.test.y[:64]
     minus_true_logit = lambda logits, yy: -logits.gather(1, yy.view(-1, 1)).squeeze(1)
@@ -90,8 +90,8 @@ def test_he_pgd_with_lambda_one_is_ascent_of_minus_true_logit(trained, digits):
 
 
 def test_he_pgd_raises_energy_above_pgd(trained, digits):
-    from robgen_lib.attacks import he_pgd_loss
-    from robgen_lib.energy import marginal_energy
+    from robgen_lib.core.attacks import he_pgd_loss
+    from robgen_lib.core.energy import marginal_energy
 
     x, y = digits.test.x, digits.test.y
     plain = attack(trained.model, x, y, eps=0.3, step_size=0.04, steps=20)
@@ -105,15 +105,15 @@ def test_he_pgd_raises_energy_above_pgd(trained, digits):
 
 @pytest.mark.parametrize("lam", [-0.5, float("nan"), float("inf"), "abc"])
 def test_bad_lambda_is_refused(lam):
-    from robgen_lib.attacks import he_pgd_loss
+    from robgen_lib.core.attacks import he_pgd_loss
 
     with pytest.raises(ConfigError, match="lam"):
         he_pgd_loss(lam)
 
 
 def test_energy_matching_moves_energy_to_target_and_fools(trained, digits):
-    from robgen_lib.attacks import energy_matching_loss
-    from robgen_lib.energy import marginal_energy
+    from robgen_lib.core.attacks import energy_matching_loss
+    from robgen_lib.core.energy import marginal_energy
 
     x, y = digits.test.x, digits.test.y
     target = float(marginal_energy(predict_logits(trained.model, digits.heldout.x)).median())
@@ -148,7 +148,7 @@ def _true_l2_boundary(model, x, y):
 
 @pytest.mark.parametrize("norm", ["l2", "linf"])
 def test_boundary_attack_only_returns_adversarials_and_the_walk_only_shortens(norm):
-    from robgen_lib.attacks import boundary_attack
+    from robgen_lib.core.attacks import boundary_attack
 
     model = _Linear3()
     x = torch.rand(40, 1, 4, 4, generator=torch.Generator().manual_seed(1))
@@ -168,7 +168,7 @@ def test_boundary_attack_only_returns_adversarials_and_the_walk_only_shortens(no
 
 
 def test_boundary_attack_l2_distance_approaches_the_true_minimum():
-    from robgen_lib.attacks import boundary_attack
+    from robgen_lib.core.attacks import boundary_attack
 
     model = _Linear3()
     x = torch.rand(30, 1, 4, 4, generator=torch.Generator().manual_seed(3))
@@ -181,7 +181,7 @@ def test_boundary_attack_l2_distance_approaches_the_true_minimum():
 
 
 def test_boundary_attack_refuses_bad_parameters():
-    from robgen_lib.attacks import boundary_attack
+    from robgen_lib.core.attacks import boundary_attack
 
     model = _Linear3()
     x = torch.rand(2, 1, 4, 4)
@@ -192,8 +192,8 @@ def test_boundary_attack_refuses_bad_parameters():
 
 
 def test_decision_robust_accuracy_counts_images_beyond_epsilon():
-    from robgen_lib.data import Split
-    from robgen_lib.evaluate import decision_distances, robust_at
+    from robgen_lib.core.data import Split
+    from robgen_lib.methods.evaluate import decision_distances, robust_at
 
     model = _Linear3()
     x = torch.rand(20, 1, 4, 4, generator=torch.Generator().manual_seed(5))

@@ -1,11 +1,16 @@
+import glob
+import os
 
+import nbformat
 import pytest
 import torch
 
-from robgen_lib.book import Chapter
-from robgen_lib.config import ConfigError, pick_device, resolve, seed_everything
-from robgen_lib.data import DataUnavailableError, load_dataset
-from robgen_lib.models import build_model
+from robgen_lib.book.chapter import Chapter
+from robgen_lib.book.knobs import resolve
+from robgen_lib.core.data import DataUnavailableError, load_dataset
+from robgen_lib.core.errors import ConfigError
+from robgen_lib.core.models import build_model
+from robgen_lib.core.runtime import pick_device, seed_everything
 
 
 def test_defaults_resolve():
@@ -29,7 +34,8 @@ def test_defaults_resolve():
     (dict(steps=10**9), "<="),
     (dict(lr=0.0), "lr must be >"),
     (dict(temperatures=[1.0, -2.0]), "temperatures"),
-    (dict(colour="red"), "unknown parameter 'colour'"),
+    (dict(colour="red"), "unknown parameter colour"),
+        (dict(n_seed=3), r"unknown parameter n_seed; did you mean n_seeds\?"),
     (dict(dataset="imagefolder"), "needs data_dir"),
     (dict(steps=10, hist_steps=20), "hist_steps=20 must be <= steps=10"),
     (dict(lam=-1.0), "lam must be >="),
@@ -158,3 +164,65 @@ def test_a_single_number_is_a_list_of_one():
     assert resolve(step_grid=5).step_grid == (5,)
     with pytest.raises(ConfigError, match="must be a list"):
         resolve(step_grid=True)
+
+
+# -- the knob table and the chapters' parameters cells ----------------------------------------
+
+def _parameters_cell(path):
+    cell = next(c for c in nbformat.read(path, 4).cells if "parameters" in c.metadata.get("tags", []))
+    namespace: dict = {}
+    exec(cell.source, namespace)
+    return {k: v for k, v in namespace.items() if k != "__builtins__"}
+
+
+def test_each_parameters_cell_holds_exactly_the_knobs_of_its_chapter():
+    from robgen_lib.book.knobs import CHAPTERS, KNOBS
+
+    paths = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "chapters", "*.ipynb")))
+    assert [os.path.basename(p)[3:-6] for p in paths] == list(CHAPTERS)
+    for path, chapter in zip(paths, CHAPTERS):
+        params = _parameters_cell(path)
+        assert set(params) == {n for n, k in KNOBS.items() if chapter in k.chapters}, chapter
+        assert params.pop("profile") == "quick" and params.pop("device") == "auto" and params.pop("seed") == 0
+        assert all(v is None for v in params.values()), f"{chapter}: knobs default to None (= the profile's)"
+
+
+def test_parameters_are_taken_from_the_notebook_namespace():
+    from robgen_lib.book.knobs import KNOBS, chapter_parameters
+
+    cell = {n: None for n, k in KNOBS.items() if "he_pgd" in k.chapters} | {"profile": "quick", "device": "auto"}
+    ipython = {"In": [""], "Out": {}, "_": None, "get_ipython": print, "np": pytest}
+    out = chapter_parameters("he_pgd", {**cell, **ipython, "lam": "2"})
+    assert out["lam"] == "2" and "In" not in out and "np" not in out
+    with pytest.raises(ConfigError, match="unknown parameter lamb; did you mean lam\\?"):
+        chapter_parameters("he_pgd", {**cell, "lamb": 2})
+    with pytest.raises(ConfigError, match="does not take parameter n_seeds"):
+        chapter_parameters("he_pgd", {**cell, "n_seeds": 3})
+    with pytest.raises(ConfigError, match="lacks lam"):
+        chapter_parameters("he_pgd", {k: v for k, v in cell.items() if k != "lam"})
+
+
+def test_a_chapter_from_its_namespace_resolves_its_profile():
+    namespace = _parameters_cell(os.path.join(os.path.dirname(__file__), "..", "chapters", "02_he_pgd.ipynb"))
+    namespace.update(lam=2.0, steps="10", hist_steps=5)
+    ch = Chapter.from_parameters("he_pgd", namespace)
+    assert (ch.cfg.lam, ch.cfg.steps, ch.cfg.eps) == (2.0, 10, 0.3)
+    assert "`lam`" in ch.cfg.table() and "`abs_latent`" not in ch.cfg.table()   # the chapter's knobs only
+
+
+@pytest.mark.parametrize("value, expected", [("false", False), ("True", True), ("0", False), ("yes", True), (1, True)])
+def test_booleans_are_strict(value, expected):
+    assert resolve(fidelity=value).fidelity is expected
+
+
+def test_a_boolean_that_is_not_one_is_refused():
+    with pytest.raises(ConfigError, match="fidelity must be true or false"):
+        resolve(fidelity="maybe")
+
+
+def test_the_pixel_unit_hint_only_follows_budgets():
+    with pytest.raises(ConfigError, match="pixel units"):
+        resolve(eps=3)
+    with pytest.raises(ConfigError) as err:
+        resolve(lam=5e3)
+    assert "pixel" not in str(err.value)

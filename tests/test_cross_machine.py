@@ -78,7 +78,7 @@ def test_the_sanitiser_keeps_verdict_words_and_drops_measurements():
 
 
 def test_an_unsettled_verdict_is_marked_for_the_reader_and_not_compared():
-    from robgen_lib.report import Report, verdict
+    from robgen_lib.book.report import Report, verdict
 
     a = verdict("c", "p", "x 1", True, unsettled=True)
     b = verdict("c", "p", "x 2", False, unsettled=True)

@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from robgen_lib.config import ConfigError
-from robgen_lib.data import DataUnavailableError, load_dataset
+from robgen_lib.core.data import DataUnavailableError, load_dataset
+from robgen_lib.core.errors import ConfigError
 
 
 def test_digits_shapes_ranges_and_split(digits):

@@ -7,7 +7,14 @@ import sys
 import pytest
 import torch
 
-from robgen_lib.diffusion import RDC, Denoiser, DiffusionClassifier, Schedule, denoising_loss, likelihood_maximisation
+from robgen_lib.methods.diffusion import (
+    RDC,
+    Denoiser,
+    DiffusionClassifier,
+    Schedule,
+    denoising_loss,
+    likelihood_maximisation,
+)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +83,7 @@ def test_lm_stays_in_its_ball_and_in_the_image_range(tiny):
 
 def test_lm_lowers_the_denoising_loss_on_average():
     torch.manual_seed(0)
-    from robgen_lib.data import load_dataset
+    from robgen_lib.core.data import load_dataset
 
     data = load_dataset("digits")
     net = Denoiser(1, 10, base=8, multi_head=True)
@@ -111,8 +118,8 @@ def test_rdc_gradients_exact_and_bpda(tiny):
 
 SHARD_SCRIPT = r"""
 import sys, torch
-from robgen_lib.attacks import robust_correct
-from robgen_lib.sharded import init_distributed, sharded_map
+from robgen_lib.core.attacks import robust_correct
+from robgen_lib.core.parallel import init_distributed, sharded_map
 rank, world = init_distributed()
 torch.manual_seed(0)
 model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
@@ -147,8 +154,8 @@ def test_sharded_evaluation_equals_single_process(tmp_path):
 
 
 def test_chapter_uses_a_users_denoiser_weights(tmp_path, monkeypatch):
-    from robgen_lib.book import Chapter
-    from robgen_lib.config import ConfigError
+    from robgen_lib.book.chapter import Chapter
+    from robgen_lib.core.errors import ConfigError
 
     monkeypatch.setenv("ROBGEN_CACHE", str(tmp_path / "cache"))
     torch.manual_seed(0)

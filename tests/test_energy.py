@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from robgen_lib.energy import EnergyDetector, auroc, ce_decomposition, joint_energy, marginal_energy, roc_curve
-from robgen_lib.evaluate import first_crossing, histogram_overlap
+from robgen_lib.core.energy import EnergyDetector, auroc, ce_decomposition, joint_energy, marginal_energy, roc_curve
+from robgen_lib.methods.evaluate import first_crossing, histogram_overlap
 
 
 def test_ce_is_joint_minus_marginal_energy():
@@ -16,7 +16,7 @@ def test_ce_is_joint_minus_marginal_energy():
 
 
 def test_identity_on_trained_model(trained, digits):
-    from robgen_lib.evaluate import identity_gap
+    from robgen_lib.methods.evaluate import identity_gap
 
     gap = identity_gap(trained.model, digits.test)
     assert gap["max_abs_gap"] < 1e-9
@@ -85,7 +85,7 @@ def test_first_crossing():
 
 
 def test_significantly_lower_uses_the_paired_spread():
-    from robgen_lib.evaluate import paired_shift, significantly_lower
+    from robgen_lib.methods.evaluate import paired_shift, significantly_lower
 
     rng = np.random.default_rng(0)
     clean = rng.normal(-10, 3, 400)
@@ -97,13 +97,13 @@ def test_significantly_lower_uses_the_paired_spread():
 
 
 def test_fmt_budget():
-    from robgen_lib.report import fmt_budget
+    from robgen_lib.book.report import fmt_budget
 
     assert fmt_budget(8 / 255) == "8/255" and fmt_budget(0.3) == "0.3"
 
 
 def test_two_sided_detector_catches_both_tails():
-    from robgen_lib.energy import TwoSidedEnergyDetector
+    from robgen_lib.core.energy import TwoSidedEnergyDetector
 
     clean = np.array([-6.0, -5.5, -5.0, -4.5, -4.0])  # median -5
     low = np.array([-20.0, -15.0])
@@ -119,7 +119,7 @@ def test_two_sided_detector_catches_both_tails():
 
 
 def test_ks_statistic():
-    from robgen_lib.evaluate import ks_statistic
+    from robgen_lib.methods.evaluate import ks_statistic
 
     assert ks_statistic([1, 2, 3], [1, 2, 3]) == 0.0
     assert ks_statistic([1, 2, 3], [10, 11]) == 1.0

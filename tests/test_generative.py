@@ -1,12 +1,12 @@
 import pytest
 import torch
 
-from robgen_lib.generative import ABS, FeatureSimilarity, pixels, trained_abs
+from robgen_lib.methods.generative import ABS, FeatureSimilarity, pixels, trained_abs
 
 
 @pytest.fixture(scope="module")
 def vaes(digits, tmp_path_factory):
-    from robgen_lib.store import ArtifactStore
+    from robgen_lib.core.store import ArtifactStore
 
     store = ArtifactStore(str(tmp_path_factory.mktemp("abs")))
     return trained_abs(digits, latent=8, width=64, epochs=30, batch_size=64, lr=3e-3, store=store, progress=False)
@@ -50,7 +50,7 @@ def test_abs_logits_have_gradients_for_attacks(vaes, digits, trained):
 
 
 def test_reconstruction_study_tells_own_class_from_others_and_noise(vaes, digits):
-    from robgen_lib.generative import reconstruction_study
+    from robgen_lib.methods.generative import reconstruction_study
 
     model = ABS(vaes.vaes, n_samples=32, steps=5)
     x, y = digits.test.x[:100], digits.test.y[:100]
@@ -65,7 +65,7 @@ def test_reconstruction_study_tells_own_class_from_others_and_noise(vaes, digits
 
 
 def test_knn_judge_labels_training_images_by_their_own_label(digits):
-    from robgen_lib.evaluate import knn_labels
+    from robgen_lib.methods.evaluate import knn_labels
 
     tr = digits.train
     assert torch.equal(knn_labels(tr.x[:50], tr.x, tr.y, k=1), tr.y[:50])

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from robgen_lib.data import Split
-from robgen_lib.landscape import energy_landscape, flatness
+from robgen_lib.core.data import Split
+from robgen_lib.methods.landscape import energy_landscape, flatness
 
 
 class Linear(nn.Module):
@@ -40,7 +40,7 @@ def test_flatness_of_a_linear_model():
 
 
 def test_robust_training_flattens_the_energy(trained, digits, store):
-    from robgen_lib.training import PGDTraining, trained_classifier
+    from robgen_lib.core.fit import PGDTraining, trained_classifier
 
     robust = trained_classifier(digits, "small_cnn", PGDTraining(0.15, 0.0375, 5), epochs=15, batch_size=64,
                                 lr=0.05, store=store, progress=False)
@@ -51,7 +51,7 @@ def test_robust_training_flattens_the_energy(trained, digits, store):
 
 
 def test_tile_lays_images_out_row_major():
-    from robgen_lib.plots import tile
+    from robgen_lib.book.plots import tile
 
     x = torch.stack([torch.full((1, 2, 2), v) for v in (0.0, 0.25, 0.5)])
     t = tile(x, cols=2, pad=1, fill=1.0)
@@ -60,7 +60,7 @@ def test_tile_lays_images_out_row_major():
 
 
 def test_centre_rank_reads_where_the_image_sits():
-    from robgen_lib.landscape import centre_rank
+    from robgen_lib.methods.landscape import centre_rank
 
     bowl = torch.tensor([[(i - 2) ** 2 + (j - 2) ** 2 for j in range(5)] for i in range(5)], dtype=torch.float32)
     assert centre_rank(bowl[None]) == 0.0            # the image at the bottom

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from robgen_lib.quality import frechet_distance, is_style_score, penultimate_features
+from robgen_lib.methods.quality import frechet_distance, is_style_score, penultimate_features
 
 
 def test_scores_rank_real_images_above_noise(trained, digits):
@@ -32,7 +32,7 @@ def test_is_style_score_bounds():
 
 
 def test_sample_quality_prefers_real_images_and_reads_targets(trained, digits):
-    from robgen_lib.quality import sample_quality
+    from robgen_lib.methods.quality import sample_quality
 
     real, ref = digits.test.x[:150], digits.test.x[150:]
     noise = torch.rand(150, 1, 8, 8, generator=torch.Generator().manual_seed(1))
@@ -46,7 +46,7 @@ def test_sample_quality_prefers_real_images_and_reads_targets(trained, digits):
 def test_fidelity_scores_explain_what_is_missing(monkeypatch):
     import sys
 
-    from robgen_lib import quality
+    from robgen_lib.methods import quality
 
     monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # import fails as if not installed
     with pytest.raises(quality.FidelityUnavailable, match=r"pip install -e \".\[paper\]\""):
@@ -57,7 +57,7 @@ def test_fidelity_scores_hand_uint8_rgb_images_to_torch_fidelity(monkeypatch):
     import sys
     import types
 
-    from robgen_lib import quality
+    from robgen_lib.methods import quality
 
     seen = {}
 
@@ -81,7 +81,7 @@ def test_fidelity_scores_hand_uint8_rgb_images_to_torch_fidelity(monkeypatch):
 
 
 def test_better_on_reads_each_metric_in_its_direction():
-    from robgen_lib.quality import better_on
+    from robgen_lib.methods.quality import better_on
 
     a = {"s1": {"is_style": 5.0, "fid_style": 10.0}, "s2": {"is_style": 2.0, "fid_style": 1.0}}
     b = {"s1": {"is_style": 4.0, "fid_style": 12.0}, "s2": {"is_style": 2.0, "fid_style": 3.0}}
@@ -90,7 +90,7 @@ def test_better_on_reads_each_metric_in_its_direction():
 
 
 def test_compare_and_first_as_good():
-    from robgen_lib.quality import compare, first_as_good
+    from robgen_lib.methods.quality import compare, first_as_good
 
     a = {"s1": {"is_style": 5.0, "fid_style": 10.0}, "s2": {"is_style": 1.0, "fid_style": 1.0}}
     b = {"s1": {"is_style": 4.0, "fid_style": 12.0}, "s2": {"is_style": 2.0, "fid_style": 3.0}}

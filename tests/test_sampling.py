@@ -2,11 +2,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robgen_lib.attacks import predict_logits
-from robgen_lib.config import ConfigError
-from robgen_lib.data import Split
-from robgen_lib.energy import marginal_energy
-from robgen_lib.sampling import fit_class_gaussians, generate, sample_seeds, sgld
+from robgen_lib.core.attacks import predict_logits
+from robgen_lib.core.data import Split
+from robgen_lib.core.energy import marginal_energy
+from robgen_lib.core.errors import ConfigError
+from robgen_lib.methods.sampling import fit_class_gaussians, generate, sample_seeds, sgld
 
 
 def test_gaussian_seeds_reproduce_mean_and_covariance():
@@ -65,8 +65,8 @@ def test_sgld_refuses_bad_settings(trained, digits):
 
 
 def test_noise_training_objective(digits):
-    from robgen_lib.models import build_model
-    from robgen_lib.training import NoiseTraining, train
+    from robgen_lib.core.fit import NoiseTraining, train
+    from robgen_lib.core.models import build_model
 
     model = build_model("small_cnn", in_channels=1, num_classes=10, image_size=8)
     hist = train(model, digits.train.head(128), NoiseTraining(0.25), epochs=1, batch_size=64, lr=0.05,
@@ -75,7 +75,7 @@ def test_noise_training_objective(digits):
 
 
 def test_batched_generation_and_sgld_match_one_batch(trained, digits):
-    from robgen_lib.sampling import sgld_samples
+    from robgen_lib.methods.sampling import sgld_samples
 
     g = fit_class_gaussians(digits.train, 10)
     targets = torch.arange(10).repeat(3)

@@ -3,7 +3,7 @@ import torch
 from scipy.stats import norm
 from torch import nn
 
-from robgen_lib.smoothing import ABSTAIN, Smoothed, clopper_pearson_lower, denoise_then_classify
+from robgen_lib.methods.smoothing import ABSTAIN, Smoothed, clopper_pearson_lower, denoise_then_classify
 
 
 class FirstPixel(nn.Module):
@@ -57,7 +57,7 @@ def test_smoothing_is_reproducible_and_checks_sigma():
 
 
 def test_denoise_then_classify_runs_the_unconditional_head():
-    from robgen_lib.diffusion import Denoiser
+    from robgen_lib.methods.diffusion import Denoiser
 
     torch.manual_seed(0)
     den = Denoiser(1, 10, base=8, multi_head=True).eval()
@@ -76,7 +76,7 @@ def test_denoise_then_classify_runs_the_unconditional_head():
 
 
 def test_certified_accuracy_counts_correct_certificates_above_each_radius():
-    from robgen_lib.smoothing import certified_accuracy, certify_split
+    from robgen_lib.methods.smoothing import certified_accuracy, certify_split
 
     sigma = 0.5
     base = FirstPixel(sigma * norm.ppf(0.9))

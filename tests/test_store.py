@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from robgen_lib.store import ArtifactStore, spec_key
+from robgen_lib.core.store import ArtifactStore, spec_key
 
 
 def test_round_trip(store):
@@ -85,7 +85,7 @@ def test_checkpoint_with_arbitrary_objects_is_refused(store):
 
 
 def test_payload_must_be_plain_data(store):
-    from robgen_lib.store import CorruptArtifact
+    from robgen_lib.core.store import CorruptArtifact
 
     with pytest.raises(CorruptArtifact):
         store.save("model", {"a": 1}, {"f": pickle})

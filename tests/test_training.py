@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from robgen_lib.models import build_model
-from robgen_lib.training import PGDTraining, Standard, TrainingFailed, train, trained_classifier
+from robgen_lib.core.errors import TrainingFailed
+from robgen_lib.core.fit import PGDTraining, Standard, train, trained_classifier
+from robgen_lib.core.models import build_model
 
 
 def test_training_reaches_accuracy_and_is_cached(digits, store):
@@ -17,7 +18,7 @@ def test_training_reaches_accuracy_and_is_cached(digits, store):
 
 
 def test_training_is_deterministic(digits, tmp_path):
-    from robgen_lib.store import ArtifactStore
+    from robgen_lib.core.store import ArtifactStore
 
     runs = [trained_classifier(digits, "small_cnn", Standard(), epochs=2, batch_size=64, lr=0.05,
                                store=ArtifactStore(str(tmp_path / str(i))), progress=False) for i in range(2)]
@@ -59,7 +60,7 @@ def test_models_return_logits(arch, shape):
 
 
 def test_replay_buffer_reinitialisation_rate():
-    from robgen_lib.training import ReplayBuffer
+    from robgen_lib.methods.jeat import ReplayBuffer
 
     buf = ReplayBuffer(100, (1, 2, 2), reinit=0.3, generator=torch.Generator().manual_seed(0))
     buf.data.fill_(2.0)  # stored samples sit outside [0, 1]; fresh ones inside
@@ -76,7 +77,7 @@ def test_replay_buffer_reinitialisation_rate():
 
 
 def test_jeat_trains_and_logs_energies(digits):
-    from robgen_lib.training import JEATTraining
+    from robgen_lib.methods.jeat import JEATTraining
 
     model = build_model("small_cnn", in_channels=1, num_classes=10, image_size=8)
     obj = JEATTraining(0.1, 0.05, 2, sgld_steps=3, sgld_step=0.01, buffer_size=200)
@@ -86,7 +87,7 @@ def test_jeat_trains_and_logs_energies(digits):
 
 
 def test_jeat_divergence_guard_fires(digits):
-    from robgen_lib.training import JEATTraining
+    from robgen_lib.methods.jeat import JEATTraining
 
     model = build_model("small_cnn", in_channels=1, num_classes=10, image_size=8)
     with torch.no_grad():  # force a blow-up: huge logits mean huge energies
@@ -97,7 +98,7 @@ def test_jeat_divergence_guard_fires(digits):
 
 
 def test_history_tracks_test_accuracy_and_jeat_keeps_its_samples(digits, store):
-    from robgen_lib.training import JEATTraining
+    from robgen_lib.methods.jeat import JEATTraining
 
     obj = JEATTraining(0.1, 0.05, 1, sgld_steps=2, sgld_step=0.01, buffer_size=100, seed=3)
     m = trained_classifier(digits, "small_cnn", obj, epochs=2, batch_size=128, lr=0.05, store=store, progress=False)
@@ -112,7 +113,7 @@ def test_history_tracks_test_accuracy_and_jeat_keeps_its_samples(digits, store):
 
 
 def test_jeat_refuses_negative_weights():
-    from robgen_lib.training import JEATTraining
+    from robgen_lib.methods.jeat import JEATTraining
 
     with pytest.raises(Exception, match="cd_weight"):
         JEATTraining(0.1, 0.05, 1, cd_weight=-1.0)

@@ -3,11 +3,17 @@ import torch
 
 torchattacks = pytest.importorskip("torchattacks")
 
-from robgen_lib.config import ConfigError  # noqa: E402
-from robgen_lib.data import Split  # noqa: E402
-from robgen_lib.smoothing import SoftSmoothed  # noqa: E402
-from robgen_lib.yardstick import (independent_correct, independent_robust_accuracy, is_stochastic,  # noqa: E402
-                                  make_attack, networks_of, prediction_cost)
+from robgen_lib.core.errors import ConfigError  # noqa: E402
+from robgen_lib.core.data import Split  # noqa: E402
+from robgen_lib.methods.smoothing import SoftSmoothed  # noqa: E402
+from robgen_lib.book.yardstick import (  # noqa: E402
+    independent_correct,
+    independent_robust_accuracy,
+    is_stochastic,
+    make_attack,
+    networks_of,
+    prediction_cost,
+)
 
 
 @pytest.mark.parametrize("norm, eps, loss", [("linf", 0.1, "ce"), ("l2", 0.5, "dlr")])
@@ -84,3 +90,20 @@ def test_square_runs_on_channels_last_colour_images():
     for norm in ("l2", "linf"):
         out = independent_correct(model, x, y, attacks=("square",), norm=norm, eps=0.5, queries=5)
         assert out["clean"].all() and len(out["square"]) == 6
+
+
+def test_each_wrapper_reports_the_networks_a_prediction_runs(trained):
+    from robgen_lib.methods.diffusion import RDC, Denoiser, DiffusionClassifier
+    from robgen_lib.methods.generative import ABS, ClassVAE, FeatureSimilarity
+    from robgen_lib.methods.smoothing import denoise_then_classify
+
+    den = Denoiser(1, 10, 8, multi_head=True)
+    dc = DiffusionClassifier(den, 2)
+    assert networks_of(dc) == networks_of(RDC(dc)) == [den]
+    vaes = [ClassVAE((1, 8, 8), latent=2, width=8) for _ in range(3)]
+    plain, featured = ABS(vaes), ABS(vaes, embed=FeatureSimilarity(trained.model))
+    assert networks_of(plain) == [v.dec for v in vaes]
+    assert networks_of(featured) == [v.dec for v in vaes] + [trained.model]
+    smoothed_dtc = SoftSmoothed(denoise_then_classify(den, trained.model, 0.25), 0.25, n=2)
+    assert networks_of(smoothed_dtc) == [den, trained.model]
+    assert networks_of(trained.model) == [trained.model]

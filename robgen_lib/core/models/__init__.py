@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import ConfigError, MODELS
+from ..errors import ConfigError
 from .classifiers import Normalize, PreActResNet18, ResNet10, SmallCNN
 
-__all__ = ["Normalize", "SmallCNN", "ResNet10", "PreActResNet18", "build_model", "model_device", "eval_mode", "last_linear"]
+MODELS = ("small_cnn", "resnet10", "preact_resnet18")
+
+__all__ = ["MODELS", "Normalize", "SmallCNN", "ResNet10", "PreActResNet18", "build_model", "model_device", "eval_mode", "last_linear"]
 
 
 def build_model(name: str, *, in_channels: int, num_classes: int, image_size: int,

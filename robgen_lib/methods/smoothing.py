@@ -21,9 +21,10 @@ import torch
 from scipy.stats import beta, binomtest, norm
 from torch import nn
 
-from .config import ConfigError
-from .models import eval_mode, model_device
-from .sharded import batch_generator
+from ..core.errors import ConfigError
+from ..core.models import eval_mode, model_device
+from ..core.parallel import batch_generator
+from .diffusion import Schedule
 
 __all__ = ["Smoothed", "Certificate", "clopper_pearson_lower", "denoise_then_classify", "ABSTAIN", "certify_split",
            "certified_accuracy", "SoftSmoothed"]
@@ -113,6 +114,10 @@ class _DenoiseThenClassify(nn.Module):
         ab = float(schedule.alpha_bar[self.t])
         self.sqrt_ab, self.sqrt_1mab = ab ** 0.5, (1 - ab) ** 0.5
 
+    def networks(self) -> list[nn.Module]:
+        """The networks whose passes make up one prediction's cost (see ``yardstick.networks_of``)."""
+        return [self.denoiser, *getattr(self.classifier, "networks", lambda: [self.classifier])()]
+
     def forward(self, x_noisy01: torch.Tensor) -> torch.Tensor:
         x_t = self.sqrt_ab * (x_noisy01 * 2 - 1)
         t = torch.full((len(x_t),), self.t, dtype=torch.long, device=x_t.device)
@@ -125,7 +130,6 @@ class _DenoiseThenClassify(nn.Module):
 def denoise_then_classify(denoiser, classifier: nn.Module, sigma: float, schedule=None) -> nn.Module:
     """A base classifier for smoothing at ``sigma``: one-step denoising with the unconditional
     head of the book's diffusion denoiser, then ``classifier``."""
-    from .diffusion import Schedule
 
     return _DenoiseThenClassify(denoiser, classifier, sigma, schedule or Schedule())
 
@@ -164,6 +168,10 @@ class SoftSmoothed(nn.Module):
             raise ConfigError(f"SoftSmoothed needs sigma > 0 and n >= 1, got {sigma}, {n}")
         self.base, self.sigma, self.n = base, float(sigma), n
         self.generator = torch.Generator().manual_seed(seed)
+
+    def networks(self) -> list[nn.Module]:
+        """The networks whose passes make up one prediction's cost (see ``yardstick.networks_of``)."""
+        return getattr(self.base, "networks", lambda: [self.base])()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         noise = torch.randn((self.n, *x.shape), generator=self.generator).to(x.device) * self.sigma

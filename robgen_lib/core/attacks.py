@@ -18,11 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ConfigError, _as_float
-from .energy import marginal_energy
 from .data import batch_slices
+from .energy import marginal_energy
+from .errors import ConfigError
 from .models import eval_mode, model_device
 from .progress import progress_bar
+from .validate import as_float
 
 __all__ = ["LinfRule", "L2Rule", "ce_loss", "dlr_loss", "he_pgd_loss", "energy_matching_loss", "pgd", "attack",
            "attack_path", "predict_logits", "robust_correct", "boundary_attack"]
@@ -53,7 +54,7 @@ def he_pgd_loss(lam: float) -> Loss:
     λ = 1 only lowers the true logit; λ > 1 also pushes the marginal energy E(x') up,
     keeping attacked points near the data's energy instead of far below it.
     """
-    lam = _as_float("lam", lam)
+    lam = as_float("lam", lam)
     if lam < 0:
         raise ConfigError(f"lam (HE-PGD's λ) must be >= 0, got {lam}; the paper uses 1.2-1.5")
 
@@ -72,8 +73,8 @@ def energy_matching_loss(target: float, margin: float = 1.0) -> Loss:
     energy toward ``target`` (e.g. the median clean energy).  A step that un-fools the
     image switches it back to CE.
     """
-    target = _as_float("target", target)
-    margin = _as_float("margin", margin)
+    target = as_float("target", target)
+    margin = as_float("margin", margin)
     if margin < 0:
         raise ConfigError(f"margin must be >= 0, got {margin}")
 
@@ -134,8 +135,8 @@ RULES = {"linf": LinfRule, "l2": L2Rule}
 def _check(eps, step_size, steps, norm):
     if norm not in RULES:
         raise ConfigError(f"unknown norm {norm!r}; allowed: 'linf', 'l2'")
-    eps = _as_float("eps", eps)
-    step_size = _as_float("step_size", step_size)
+    eps = as_float("eps", eps)
+    step_size = as_float("step_size", step_size)
     if eps < 0 or (norm == "linf" and eps > 1):
         raise ConfigError(f"eps must be in [0, 1] for linf (pixel units), got {eps}")
     if step_size < 0:

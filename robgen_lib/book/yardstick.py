@@ -19,15 +19,17 @@ torchattacks==3.5.1`` (``make setup`` does this) so the pinned torch stays in pl
 """
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from .attacks import predict_logits
-from .config import ConfigError
-from .data import Split
-from .models import eval_mode, model_device
+from ..core.attacks import predict_logits
+from ..core.data import Split
+from ..core.errors import ConfigError
+from ..core.models import eval_mode, model_device
+from ..core.parallel import sharded_map
 
 __all__ = ["ATTACKS", "make_attack", "is_stochastic", "independent_correct", "independent_robust_accuracy",
            "networks_of", "prediction_cost",
@@ -101,7 +103,6 @@ def independent_robust_accuracy(model: nn.Module, split: Split, *, attacks: Sequ
                                 batch_size: int = 64, progress: bool = True) -> dict:
     """:func:`independent_correct` over ``split``, sharded like the book's own robust accuracy;
     adds ``clean_accuracy`` and ``robust_accuracy`` (after all the attacks)."""
-    from .sharded import sharded_map
 
     def fn(xb, yb, gen):
         return independent_correct(model, xb, yb, attacks=attacks, norm=norm, eps=eps, steps=steps,
@@ -114,28 +115,15 @@ def independent_robust_accuracy(model: nn.Module, split: Split, *, attacks: Sequ
 
 
 def networks_of(model: nn.Module) -> list[nn.Module]:
-    """The networks whose passes make up a prediction's cost: the denoiser of a diffusion
-    classifier, the decoders (and feature network) of ABS, the base of a smoothed or
-    denoise-then-classify model, else the model itself."""
-    from .generative import ABS, FeatureSimilarity
-    from .smoothing import SoftSmoothed, _DenoiseThenClassify
-
-    if isinstance(model, SoftSmoothed):
-        return networks_of(model.base)
-    if isinstance(model, _DenoiseThenClassify):
-        return [model.denoiser, *networks_of(model.classifier)]
-    if isinstance(model, ABS):
-        extra = [model.embed.net] if isinstance(model.embed, FeatureSimilarity) else []
-        return [v.dec for v in model.vaes] + extra
-    if hasattr(model, "denoiser") and isinstance(getattr(model, "denoiser"), nn.Module):
-        return [model.denoiser]
-    return [model]
+    """The networks whose passes make up a prediction's cost: what a wrapper model reports
+    through its ``networks()`` (the denoiser of a diffusion classifier, the decoders and
+    feature network of ABS, the base of a smoothed model), else the model itself."""
+    return model.networks() if hasattr(model, "networks") else [model]
 
 
 def prediction_cost(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     """Wall time (ms per image, on the model's device) and network evaluations per image
     (images passed through any of :func:`networks_of`) of one batched prediction."""
-    import time
 
     nets = networks_of(model)
     seen = [0]

@@ -3,7 +3,7 @@
 * ``digits`` — scikit-learn's 8x8 digits (1,797 images, ships inside scikit-learn):
   the offline default.  Split 60 / 20 / 20 % with a fixed permutation.
 * ``mnist``, ``fashion-mnist``, ``cifar10`` — through torchvision; downloaded into
-  :func:`robgen_lib.config.data_root` when ``download=True`` and a network is there.
+  :func:`robgen_lib.core.runtime.data_root` when ``download=True`` and a network is there.
   The held-out split is carved from the training set with a fixed permutation.
 * ``imagefolder`` — a user's own images: ``data_dir/train/<class>/*.png|jpg`` and
   ``data_dir/test/<class>/*``; classes are the sorted folder names.
@@ -21,9 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .config import ConfigError, DATASETS, data_root
+from .errors import ConfigError
+from .runtime import data_root
 
-__all__ = ["Split", "Dataset", "DataUnavailableError", "load_dataset", "batch_slices"]
+__all__ = ["DATASETS", "Split", "Dataset", "DataUnavailableError", "load_dataset", "batch_slices"]
+
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "imagefolder")
 
 
 class DataUnavailableError(ConfigError):

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import batch_slices
-from .models import eval_mode, last_linear, model_device
+from ..core.data import batch_slices
+from ..core.models import eval_mode, last_linear, model_device
 
 __all__ = ["penultimate_features", "frechet_distance", "is_style_score", "sample_quality", "rate", "better_on",
-           "compare", "first_as_good", "quality_table", "fidelity_scores", "FidelityUnavailable"]
+           "compare", "first_as_good", "fidelity_scores", "FidelityUnavailable"]
 
 
 class FidelityUnavailable(RuntimeError):
@@ -136,17 +136,6 @@ def first_as_good(xs, scores, reference: float, metric: str):
     """The smallest x whose score is at least as good as ``reference`` (direction by ``metric``), or None."""
     ok = [x for x, v in zip(xs, scores) if ((v >= reference) if HIGHER_IS_BETTER[metric] else (v <= reference))]
     return min(ok) if ok else None
-
-
-def quality_table(quality: dict, names) -> str:
-    """Markdown table of IS-style, FID-style and agreement per scorer for the sample sets ``names``."""
-    from .report import markdown_table
-
-    scorers = list(next(iter(quality.values())))
-    head = ["samples"] + [f"{s}: {col}" for s in scorers for col in ("IS-style ↑", "FID-style ↓", "agrees")]
-    rows = [[n] + [v for s in scorers for v in (f"{quality[n][s]['is_style']:.2f}", f"{quality[n][s]['fid_style']:.2f}",
-                                                 f"{100 * quality[n][s]['agreement']:.0f} %")] for n in names]
-    return markdown_table(head, rows)
 
 
 class _Uint8RGB(torch.utils.data.Dataset):

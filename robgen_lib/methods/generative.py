@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ConfigError
-from .data import Dataset
-from .models import eval_mode, last_linear
-from .progress import progress_bar
-from .sharded import batch_generator
-from .store import ArtifactStore
+from ..core.data import Dataset
+from ..core.errors import ConfigError
+from ..core.models import eval_mode, last_linear
+from ..core.parallel import batch_generator
+from ..core.progress import progress_bar
+from ..core.store import ArtifactStore
 
 __all__ = ["ClassVAE", "ABS", "pixels", "FeatureSimilarity", "train_class_vaes", "trained_abs", "TrainedABS",
            "reconstruction_study"]
@@ -72,6 +72,9 @@ class FeatureSimilarity:
         self.net = net
         self.head = last_linear(net)
 
+    def networks(self) -> list[nn.Module]:
+        return [self.net]
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         feats = []
         hook = self.head.register_forward_hook(lambda mod, inp, out: feats.append(inp[0].flatten(1)))
@@ -95,6 +98,10 @@ class ABS(nn.Module):
         self.vaes = nn.ModuleList(vaes)
         self.alpha, self.beta, self.n_samples, self.steps, self.lr = alpha, beta, n_samples, steps, lr
         self.radius, self.embed, self.encoder_init, self.seed = radius, embed, encoder_init, seed
+
+    def networks(self) -> list[nn.Module]:
+        """The networks whose passes make up one prediction's cost (see ``yardstick.networks_of``)."""
+        return [v.dec for v in self.vaes] + getattr(self.embed, "networks", lambda: [])()
 
     @property
     def num_classes(self) -> int:

@@ -1,8 +1,8 @@
 """What every chapter does first: resolve and validate its parameters, pick the device,
 seed, load the data, and hand out (cached) models of the profile.
 
-    ch = Chapter(profile="quick", device="auto", seed=0, eps=None, ...)
-    std = ch.classifier("standard")           # cached after the first run
+    ch = Chapter.from_parameters("energy", globals())   # the parameters cell's values
+    std = ch.classifier("standard")                      # cached after the first run
 """
 from __future__ import annotations
 
@@ -10,11 +10,17 @@ import time
 
 import torch
 
-from .config import Config, ConfigError, pick_device, resolve, seed_everything
-from .data import Dataset, load_dataset
+from ..core.data import Dataset, load_dataset
+from ..core.errors import ConfigError
+from ..core.fit import NoiseTraining, PGDTraining, Standard, TrainedModel, trained_classifier
+from ..core.runtime import pick_device, seed_everything
+from ..core.store import ArtifactStore, file_digest
+from ..methods.diffusion import RDC, Denoiser, DiffusionClassifier, TrainedDenoiser, trained_denoiser
+from ..methods.generative import ABS, FeatureSimilarity, pixels, trained_abs
+from ..methods.jeat import JEATTraining
+from ..methods.smoothing import SoftSmoothed, denoise_then_classify
+from .knobs import Config, chapter_parameters, resolve
 from .report import Report
-from .store import ArtifactStore
-from .training import JEATTraining, NoiseTraining, PGDTraining, Standard, TrainedModel, trained_classifier
 
 __all__ = ["Chapter"]
 
@@ -36,6 +42,14 @@ class Chapter:
             n_heldout=self.cfg.n_heldout, n_test=self.cfg.n_test)
         self.report = Report(profile)
         self._models: dict = {}
+
+    @classmethod
+    def from_parameters(cls, chapter: str, namespace) -> "Chapter":
+        """The chapter set up from its notebook's namespace (``globals()``): the parameters
+        cell's values and whatever papermill injected, each checked against the knobs the
+        chapter takes (a misspelt or foreign name stops here, before any work)."""
+        params = chapter_parameters(chapter, namespace)
+        return cls(params.pop("profile"), chapter=chapter, **params)
 
     # -- data -----------------------------------------------------------------------
     @property
@@ -94,7 +108,6 @@ class Chapter:
     def denoiser(self):
         """The profile's multi-head class-conditional denoiser: trained once and cached, or
         loaded from ``denoiser_weights`` (a state dict for :class:`~robgen_lib.diffusion.Denoiser`)."""
-        from .diffusion import Denoiser, TrainedDenoiser, trained_denoiser
 
         c = self.cfg
         if "denoiser" in self._models:
@@ -109,7 +122,6 @@ class Chapter:
             except (RuntimeError, KeyError, AttributeError) as exc:
                 raise ConfigError(f"denoiser_weights {c.denoiser_weights!r} do not fit a multi-head Denoiser of "
                                   f"width {c.den_width} for {self.data.image_shape}: {exc}") from exc
-            from .store import file_digest
             out = TrainedDenoiser(net.to(self.device).eval(), {"weights": file_digest(c.denoiser_weights),
                                                                "base": c.den_width}, from_cache=True)
         else:
@@ -121,7 +133,6 @@ class Chapter:
 
     def diffusion_classifier(self, timesteps: int | None = None, *, one_pass: bool | None = None) -> TrainedModel:
         """The diffusion classifier on the profile's denoiser, as a model with a cache spec."""
-        from .diffusion import DiffusionClassifier
 
         c = self.cfg
         den = self.denoiser()
@@ -134,7 +145,6 @@ class Chapter:
     def rdc(self, *, gradient: str | None = None, eta: float | None = None, steps: int | None = None,
             timesteps: int | None = None) -> TrainedModel:
         """Likelihood maximisation (the profile's N steps, η, step size unless given) then the diffusion classifier."""
-        from .diffusion import RDC
 
         c = self.cfg
         base = self.diffusion_classifier(timesteps)
@@ -157,7 +167,6 @@ class Chapter:
                    epochs: int | None = None, data: Dataset | None = None):
         """K class VAEs of the profile (``abs_*`` knobs), trained once and cached; with
         ``discriminative`` the E-ABS-style cross-entropy term (weight ``eabs_weight``) is on."""
-        from .generative import trained_abs
 
         c = self.cfg
         return trained_abs(data or self.data, latent=latent or c.abs_latent, width=width or c.abs_width,
@@ -177,7 +186,6 @@ class Chapter:
         ``robust`` CNN; ``samples`` / ``steps``: the inference budget (default the profile's);
         ``vaes``: other class VAEs (e.g. from :meth:`class_vaes` with another size).
         """
-        from .generative import ABS, FeatureSimilarity, pixels
 
         if variant not in self.ABS_VARIANTS:
             raise ConfigError(f"unknown ABS variant {variant!r}; allowed: {', '.join(map(repr, self.ABS_VARIANTS))}")
@@ -198,7 +206,6 @@ class Chapter:
     def denoised(self, base: TrainedModel, sigma: float) -> TrainedModel:
         """``base`` behind one denoising step of the profile's diffusion denoiser (chapter 4)
         at noise level ``sigma``: the base classifier of denoise-then-classify smoothing."""
-        from .smoothing import denoise_then_classify
 
         den = self.denoiser()
         model = denoise_then_classify(den.model, base.model, sigma)
@@ -208,7 +215,6 @@ class Chapter:
     def smoothed(self, base: TrainedModel, sigma: float) -> TrainedModel:
         """``base`` under Gaussian noise σ, as a stochastic differentiable model (the mean
         softmax over ``smooth_draws`` fresh draws per call) — what attacks with EOT target."""
-        from .smoothing import SoftSmoothed
 
         c = self.cfg
         model = SoftSmoothed(base.model, sigma, n=c.smooth_draws, seed=c.seed)

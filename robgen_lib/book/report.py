@@ -85,3 +85,12 @@ def fmt_budget(eps: float) -> str:
     """A budget as the paper would write it: 8/255 when it is a multiple of 1/255, else 3 digits."""
     k = eps * 255
     return f"{round(k)}/255" if eps > 0 and abs(k - round(k)) < 1e-6 else f"{eps:.3g}"
+
+
+def quality_table(quality: dict, names) -> str:
+    """Markdown table of IS-style, FID-style and agreement per scorer for the sample sets ``names``."""
+    scorers = list(next(iter(quality.values())))
+    head = ["samples"] + [f"{s}: {col}" for s in scorers for col in ("IS-style ↑", "FID-style ↓", "agrees")]
+    rows = [[n] + [v for s in scorers for v in (f"{quality[n][s]['is_style']:.2f}", f"{quality[n][s]['fid_style']:.2f}",
+                                                 f"{100 * quality[n][s]['agreement']:.0f} %")] for n in names]
+    return markdown_table(head, rows)

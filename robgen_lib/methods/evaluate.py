@@ -10,10 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attacks import attack_path, ce_loss, dlr_loss, predict_logits, robust_correct
-from .data import Split
-from .energy import EnergyDetector, ce_decomposition, marginal_energy, roc_curve
-from .models import model_device
+from ..core.attacks import attack_path, boundary_attack, ce_loss, dlr_loss, predict_logits, robust_correct
+from ..core.data import Split
+from ..core.energy import EnergyDetector, ce_decomposition, marginal_energy, roc_curve
+from ..core.models import model_device
+from ..core.parallel import sharded_map
 
 __all__ = [
     "accuracy_of", "identity_gap", "clean_and_attacked", "energy_path", "eps_sweep", "histogram_overlap",
@@ -186,7 +187,6 @@ def robust_accuracy(model: nn.Module, split: Split, *, norm: str, eps: float, st
     Step size defaults to 2.5·ε/steps. Runs through :func:`~robgen_lib.sharded.sharded_map`:
     one process by default, a shard per process under torchrun, identical results.
     """
-    from .sharded import sharded_map
 
     unknown = [name for name in losses if name not in LOSSES]
     if unknown:
@@ -215,8 +215,6 @@ def decision_distances(model: nn.Module, split: Split, pool: torch.Tensor, *, no
     An image is robust at ε under this attack iff it is classified correctly and its
     distance exceeds ε (:func:`robust_at`). Sharded like :func:`robust_accuracy`.
     """
-    from .attacks import boundary_attack
-    from .sharded import sharded_map
 
     device = model_device(model)
 

@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ConfigError
-from .data import Dataset
-from .models import model_device
-from .progress import progress_bar
-from .store import ArtifactStore
+from ..core.data import Dataset
+from ..core.errors import ConfigError
+from ..core.models import model_device
+from ..core.progress import progress_bar
+from ..core.store import ArtifactStore
 
 __all__ = ["Schedule", "Denoiser", "DiffusionClassifier", "likelihood_maximisation", "RDC", "train_denoiser",
            "trained_denoiser", "TrainedDenoiser", "denoising_loss"]
@@ -278,6 +278,10 @@ class DiffusionClassifier(nn.Module):
             self._noise = torch.randn((len(self.ts), *like.shape[1:]), generator=gen).to(like.device, like.dtype)
         return self._noise
 
+    def networks(self) -> list[nn.Module]:
+        """The networks whose passes make up one prediction's cost (see ``yardstick.networks_of``)."""
+        return [self.denoiser]
+
     @property
     def num_classes(self) -> int:
         return self.denoiser.num_classes
@@ -345,6 +349,10 @@ class RDC(nn.Module):
             raise ConfigError(f"unknown gradient {gradient!r}; allowed: 'exact', 'bpda'")
         self.classifier, self.gradient = classifier, gradient
         self.lm = dict(steps=steps, eta=eta, step_size=step_size, seed=seed)
+
+    def networks(self) -> list[nn.Module]:
+        """The networks whose passes make up one prediction's cost (see ``yardstick.networks_of``)."""
+        return [self.denoiser]
 
     @property
     def denoiser(self) -> Denoiser:

@@ -6,9 +6,10 @@ robgen_lib.sharded`` can fill the cache with exactly the results the notebooks t
 """
 from __future__ import annotations
 
-from .book import Chapter
-from .evaluate import robust_accuracy
-from .training import TrainedModel
+from ..core.fit import TrainedModel
+from ..methods.evaluate import robust_accuracy
+from .chapter import Chapter
+from .yardstick import ATTACKS, independent_robust_accuracy
 
 __all__ = ["diffusion_models", "threats", "robust_table", "book_models", "independent_table"]
 
@@ -70,7 +71,6 @@ def independent_table(ch: Chapter, models: dict[str, TrainedModel] | None = None
                       n: int | None = None, which: dict[str, dict] | None = None) -> dict:
     """{(model, threat): independent_robust_accuracy result} on the first ``n`` (default
     ``n_robust``) test images — APGD-CE, APGD-DLR, Square by default — cached."""
-    from .yardstick import ATTACKS, independent_robust_accuracy
 
     c = ch.cfg
     attacks = tuple(ATTACKS if attacks is None else attacks)

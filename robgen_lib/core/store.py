@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import torch
 
-from .config import cache_root
+from .runtime import cache_root
 
 __all__ = ["CACHE_VERSION", "ArtifactStore", "CorruptArtifact", "spec_key", "file_digest"]
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .data import Split
-from .energy import joint_energy
-from .models import eval_mode, model_device
+from ..core.data import Split
+from ..core.energy import joint_energy
+from ..core.models import eval_mode, model_device
 
 __all__ = ["energy_landscape", "flatness", "centre_rank"]
 

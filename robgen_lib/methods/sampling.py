@@ -16,12 +16,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .attacks import attack, ce_loss
-from .config import ConfigError, _as_float
-from .data import Split, batch_slices
-from .energy import joint_energy, marginal_energy
-from .models import eval_mode, model_device
-from .progress import progress_bar
+from ..core.attacks import attack, ce_loss
+from ..core.data import Split, batch_slices
+from ..core.energy import joint_energy, marginal_energy
+from ..core.errors import ConfigError
+from ..core.models import eval_mode, model_device
+from ..core.progress import progress_bar
+from ..core.validate import as_float
 
 __all__ = ["ClassGaussians", "fit_class_gaussians", "sample_seeds", "generate", "sgld", "sgld_samples"]
 
@@ -70,7 +71,7 @@ def generate(model: nn.Module, seeds: torch.Tensor, targets: torch.Tensor, *, ep
 def sgld(model: nn.Module, x: torch.Tensor, *, steps: int, step_size: float, noise: float,
          y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """``steps`` SGLD steps on E(x, y) (labels given) or E(x); the model is in eval mode meanwhile."""
-    step_size, noise = _as_float("step_size", step_size), _as_float("noise", noise)
+    step_size, noise = as_float("step_size", step_size), as_float("noise", noise)
     if step_size < 0 or noise < 0:
         raise ConfigError(f"SGLD needs step_size >= 0 and noise >= 0, got {step_size} and {noise}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
