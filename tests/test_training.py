@@ -119,3 +119,22 @@ def test_jeat_refuses_negative_weights():
         JEATTraining(0.1, 0.05, 1, cd_weight=-1.0)
     with pytest.raises(Exception, match="energy_penalty"):
         JEATTraining(0.1, 0.05, 1, energy_penalty=-0.1)
+
+
+def test_every_training_loop_stops_on_a_non_finite_loss(digits, monkeypatch):
+    from robgen_lib.methods import diffusion, generative
+
+    def nan(*args, **kwargs):
+        return torch.tensor(float("nan"), requires_grad=True)
+
+    monkeypatch.setattr(diffusion, "denoising_loss", nan)
+    with pytest.raises(TrainingFailed, match="denoiser: loss became nan at epoch 1"):
+        diffusion.train_denoiser(diffusion.Denoiser(1, 10, 8), digits, epochs=1, batch_size=64, lr=1e-3,
+                                 progress=False)
+    monkeypatch.setattr(generative.ClassVAE, "elbo_loss", nan)
+    vaes = [generative.ClassVAE((1, 8, 8), latent=2, width=8) for _ in range(10)]
+    with pytest.raises(TrainingFailed, match="class VAEs: loss became nan at epoch 1"):
+        generative.train_class_vaes(vaes, digits, epochs=1, batch_size=64, lr=1e-3, progress=False)
+    model = build_model("small_cnn", in_channels=1, num_classes=10, image_size=8)
+    with pytest.raises(TrainingFailed, match="loss became nan at epoch 1"):
+        train(model, digits.train, lambda m, x, y: nan(), epochs=1, batch_size=64, lr=0.05, progress=False)

@@ -3,9 +3,6 @@ import torch
 
 torchattacks = pytest.importorskip("torchattacks")
 
-from robgen_lib.core.errors import ConfigError  # noqa: E402
-from robgen_lib.core.data import Split  # noqa: E402
-from robgen_lib.methods.smoothing import SoftSmoothed  # noqa: E402
 from robgen_lib.book.yardstick import (  # noqa: E402
     independent_correct,
     independent_robust_accuracy,
@@ -14,6 +11,9 @@ from robgen_lib.book.yardstick import (  # noqa: E402
     networks_of,
     prediction_cost,
 )
+from robgen_lib.core.data import Split  # noqa: E402
+from robgen_lib.core.errors import ConfigError  # noqa: E402
+from robgen_lib.methods.smoothing import SoftSmoothed  # noqa: E402
 
 
 @pytest.mark.parametrize("norm, eps, loss", [("linf", 0.1, "ce"), ("l2", 0.5, "dlr")])

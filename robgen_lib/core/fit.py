@@ -29,7 +29,7 @@ from .models import build_model, model_device
 from .progress import progress_bar
 from .store import ArtifactStore
 
-__all__ = ["Standard", "PGDTraining", "NoiseTraining", "train", "trained_classifier", "TrainedModel", "TrainingFailed"]
+__all__ = ["Standard", "PGDTraining", "NoiseTraining", "train", "require_finite", "trained_classifier", "TrainedModel", "TrainingFailed"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,14 @@ class NoiseTraining:
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model((x + self.sigma * torch.randn_like(x)).clamp(0.0, 1.0)), y)
+
+
+def require_finite(loss: torch.Tensor, what: str, *, lr: float, epoch: int) -> None:
+    """Stop a training loop with :class:`TrainingFailed` when its loss is not finite: every
+    loop of the library (classifiers, the denoiser, the class VAEs) checks the same way."""
+    if not torch.isfinite(loss):
+        raise TrainingFailed(f"{what}: loss became {loss.item()} at epoch {epoch + 1}; "
+                             f"lower the learning rate (lr={lr}) or check the objective")
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -118,9 +126,7 @@ def train(model: nn.Module, data: Split, objective, *, epochs: int, batch_size: 
             if augment:
                 xb = _augment(xb, gen)
             loss = objective(model, xb, yb)
-            if not torch.isfinite(loss):
-                raise TrainingFailed(f"{desc}: loss became {loss.item()} at epoch {epoch + 1}; "
-                                     f"lower the learning rate (lr={lr}) or check the objective")
+            require_finite(loss, desc, lr=lr, epoch=epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

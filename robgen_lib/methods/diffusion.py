@@ -27,6 +27,7 @@ from torch import nn
 
 from ..core.data import Dataset
 from ..core.errors import ConfigError
+from ..core.fit import require_finite
 from ..core.models import model_device
 from ..core.progress import progress_bar
 from ..core.store import ArtifactStore
@@ -198,14 +199,13 @@ def train_denoiser(net: Denoiser, data: Dataset, *, epochs: int, batch_size: int
     lr_sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=0.05)
     history: dict = {"loss": []}
     net.train()
-    for _ in progress_bar(range(epochs), desc="denoiser", enabled=progress, leave=False):
+    for epoch in progress_bar(range(epochs), desc="denoiser", enabled=progress, leave=False):
         perm = torch.randperm(n, generator=gen).to(dev)
         total = 0.0
         for i in range(0, n, batch_size):
             idx = perm[i:i + batch_size]
             loss = denoising_loss(net, sched, x_all[idx], y_all[idx], p_uncond=p_uncond, generator=gen)
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"denoiser training diverged (loss {loss.item()}); lower lr={lr}")
+            require_finite(loss, "denoiser", lr=lr, epoch=epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

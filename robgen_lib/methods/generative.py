@@ -23,6 +23,7 @@ from torch import nn
 
 from ..core.data import Dataset
 from ..core.errors import ConfigError
+from ..core.fit import require_finite
 from ..core.models import eval_mode, last_linear
 from ..core.parallel import batch_generator
 from ..core.progress import progress_bar
@@ -226,7 +227,7 @@ def train_class_vaes(vaes: list[ClassVAE], data: Dataset, *, epochs: int, batch_
     history: dict = {"elbo": [], "ce": []}
     for v in vaes:
         v.train()
-    for _ in progress_bar(range(epochs), desc="class VAEs", enabled=progress, leave=False):
+    for epoch in progress_bar(range(epochs), desc="class VAEs", enabled=progress, leave=False):
         tot_elbo = tot_ce = 0.0
         perm = torch.randperm(n, generator=gen).to(device)
         for i in range(0, n, batch_size):
@@ -243,6 +244,7 @@ def train_class_vaes(vaes: list[ClassVAE], data: Dataset, *, epochs: int, batch_
                 ce = F.cross_entropy(-alpha * torch.stack(scores, 1), y)
                 loss = loss + discriminative * ce
                 tot_ce += ce.item() * len(y)
+            require_finite(loss, "class VAEs", lr=lr, epoch=epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
