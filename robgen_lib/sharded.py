@@ -14,7 +14,7 @@ import torch.distributed as dist
 
 from .book.chapter import Chapter
 from .book.studies import book_models, diffusion_models, independent_table, robust_table
-from .core.parallel import init_distributed
+from .core.parallel import close_distributed, init_distributed
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,8 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     if rank == 0:
         for (name, threat), r in table.items():
             print(f"{name:>22} {threat:>5}: clean {100 * r['clean_accuracy']:5.1f} %  robust {100 * r['robust_accuracy']:5.1f} %")
-    if world > 1:
-        dist.destroy_process_group()
+    close_distributed()
 
 
 if __name__ == "__main__":

@@ -119,7 +119,7 @@ def test_rdc_gradients_exact_and_bpda(tiny):
 SHARD_SCRIPT = r"""
 import sys, torch
 from robgen_lib.core.attacks import robust_correct
-from robgen_lib.core.parallel import init_distributed, sharded_map
+from robgen_lib.core.parallel import close_distributed, init_distributed, sharded_map
 rank, world = init_distributed()
 torch.manual_seed(0)
 model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
@@ -131,6 +131,7 @@ out = sharded_map(fn, x, y, batch_size=8, seed=3, progress=False)
 adv = sharded_map(lambda xb, yb, g: {"r": torch.rand(len(xb), generator=g)}, x, y, batch_size=8, seed=3, progress=False)
 if rank == 0:
     torch.save({**out, **adv}, sys.argv[1])
+close_distributed()
 """
 
 

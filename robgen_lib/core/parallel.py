@@ -20,7 +20,7 @@ import torch.distributed as dist
 from .data import batch_slices
 from .progress import progress_bar
 
-__all__ = ["init_distributed", "rank_and_world", "batch_generator", "sharded_map"]
+__all__ = ["init_distributed", "close_distributed", "rank_and_world", "batch_generator", "sharded_map"]
 
 
 def init_distributed() -> tuple[int, int]:
@@ -32,6 +32,14 @@ def init_distributed() -> tuple[int, int]:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend="nccl" if cuda else "gloo")
     return rank_and_world()
+
+
+def close_distributed() -> None:
+    """Leave the process group (after all ranks reach this point). A process that exits with
+    the group still open can abort in gloo's threads at interpreter shutdown."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def rank_and_world() -> tuple[int, int]:
