@@ -107,8 +107,7 @@ class Chapter:
     # -- the diffusion classifier (chapter 4) ---------------------------------------
     def denoiser(self):
         """The profile's multi-head class-conditional denoiser: trained once and cached, or
-        loaded from ``denoiser_weights`` (a state dict for :class:`~robgen_lib.diffusion.Denoiser`)."""
-
+        loaded from ``denoiser_weights`` (a state dict for :class:`~robgen_lib.methods.diffusion.Denoiser`)."""
         c = self.cfg
         if "denoiser" in self._models:
             return self._models["denoiser"]
@@ -133,7 +132,6 @@ class Chapter:
 
     def diffusion_classifier(self, timesteps: int | None = None, *, one_pass: bool | None = None) -> TrainedModel:
         """The diffusion classifier on the profile's denoiser, as a model with a cache spec."""
-
         c = self.cfg
         den = self.denoiser()
         timesteps = c.timesteps if timesteps is None else timesteps
@@ -206,7 +204,6 @@ class Chapter:
     def denoised(self, base: TrainedModel, sigma: float) -> TrainedModel:
         """``base`` behind one denoising step of the profile's diffusion denoiser (chapter 4)
         at noise level ``sigma``: the base classifier of denoise-then-classify smoothing."""
-
         den = self.denoiser()
         model = denoise_then_classify(den.model, base.model, sigma)
         spec = {"classifier": "denoise_then_classify", "denoiser": den.spec, "base": base.spec, "sigma": sigma}
@@ -215,7 +212,6 @@ class Chapter:
     def smoothed(self, base: TrainedModel, sigma: float) -> TrainedModel:
         """``base`` under Gaussian noise σ, as a stochastic differentiable model (the mean
         softmax over ``smooth_draws`` fresh draws per call) — what attacks with EOT target."""
-
         c = self.cfg
         model = SoftSmoothed(base.model, sigma, n=c.smooth_draws, seed=c.seed)
         spec = {"classifier": "soft_smoothed", "base": base.spec, "sigma": sigma, "draws": c.smooth_draws,

@@ -323,7 +323,9 @@ def chapter_parameters(chapter: str, namespace: Mapping[str, Any]) -> dict[str, 
             others = ", ".join(KNOBS[name].chapters) or "no chapter: it is set by the profile"
             raise ConfigError(f"chapter {chapter!r} does not take parameter {name} (taken by: {others})")
         else:
-            raise _unknown(name, taken)
+            err = _unknown(name, taken)
+            raise ConfigError(f"{err} (a plain value in the notebook before the chapter was set up; if a later "
+                              f"cell defined it, restart the kernel)") from None
     missing = sorted(taken - set(out))
     if missing:
         raise ConfigError(f"the parameters cell of chapter {chapter!r} lacks {', '.join(missing)} "

@@ -124,7 +124,6 @@ def networks_of(model: nn.Module) -> list[nn.Module]:
 def prediction_cost(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     """Wall time (ms per image, on the model's device) and network evaluations per image
     (images passed through any of :func:`networks_of`) of one batched prediction."""
-
     nets = networks_of(model)
     seen = [0]
 

@@ -184,7 +184,7 @@ def robust_accuracy(model: nn.Module, split: Split, *, norm: str, eps: float, st
                     batch_size: int = 64, progress: bool = True) -> dict:
     """Per-image clean and robust correctness under the worst of PGD restarts × losses.
 
-    Step size defaults to 2.5·ε/steps. Runs through :func:`~robgen_lib.sharded.sharded_map`:
+    Step size defaults to 2.5·ε/steps. Runs through :func:`~robgen_lib.core.parallel.sharded_map`:
     one process by default, a shard per process under torchrun, identical results.
     """
 
@@ -210,7 +210,7 @@ def robust_accuracy(model: nn.Module, split: Split, *, norm: str, eps: float, st
 def decision_distances(model: nn.Module, split: Split, pool: torch.Tensor, *, norm: str, candidates: int = 10,
                        iters: int = 100, seed: int = 0, batch_size: int = 64, progress: bool = True) -> dict:
     """Per image: clean correctness and the ``norm`` distance of the closest adversarial the
-    decision-based :func:`~robgen_lib.attacks.boundary_attack` finds (starting from ``pool``).
+    decision-based :func:`~robgen_lib.core.attacks.boundary_attack` finds (starting from ``pool``).
 
     An image is robust at ε under this attack iff it is classified correctly and its
     distance exceeds ε (:func:`robust_at`). Sharded like :func:`robust_accuracy`.

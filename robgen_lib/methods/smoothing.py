@@ -130,7 +130,6 @@ class _DenoiseThenClassify(nn.Module):
 def denoise_then_classify(denoiser, classifier: nn.Module, sigma: float, schedule=None) -> nn.Module:
     """A base classifier for smoothing at ``sigma``: one-step denoising with the unconditional
     head of the book's diffusion denoiser, then ``classifier``."""
-
     return _DenoiseThenClassify(denoiser, classifier, sigma, schedule or Schedule())
 
 
