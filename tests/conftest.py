@@ -16,13 +16,20 @@ def digits():
 @pytest.fixture(scope="session")
 def trained(digits, tmp_path_factory):
     """A small CNN trained briefly on digits (its own store, so tests never touch the user's cache)."""
-    from robgen_lib.core.fit import Standard, trained_classifier
+    from robgen_lib.core.fit import Standard, obtain
     from robgen_lib.core.store import ArtifactStore
 
     torch.manual_seed(0)
     store = ArtifactStore(str(tmp_path_factory.mktemp("store")))
-    return trained_classifier(digits, "small_cnn", Standard(), epochs=15, batch_size=64, lr=0.05, seed=0,
-                              store=store, progress=False)
+    return obtain(small_cnn(Standard(), epochs=15), digits, store=store, progress=False)
+
+
+def small_cnn(objective, *, epochs: int, lr: float = 0.05, batch_size: int = 64, seed: int = 0):
+    """The recipe of a small CNN on the 8x8 digits, as the tests train it."""
+    from robgen_lib.core.fit import ClassifierRecipe, Optimiser
+
+    return ClassifierRecipe("small_cnn", objective=objective, epochs=epochs, batch_size=batch_size,
+                            optimiser=Optimiser("sgd", lr, weight_decay=5e-4), seed=seed)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import torch
 
 from robgen_lib.book.chapter import Chapter
 from robgen_lib.book.knobs import resolve
+from robgen_lib.book.recipes import SCORER_SEED_OFFSET
 from robgen_lib.core.data import DataUnavailableError, load_dataset
 from robgen_lib.core.errors import ConfigError
 from robgen_lib.core.models import build_model
@@ -102,13 +103,15 @@ def test_chapter_classifier_kinds(monkeypatch, tmp_path):
     monkeypatch.setenv("ROBGEN_CACHE", str(tmp_path))
     ch = Chapter("quick", epochs=1, sigma_grid="0, 0.1")
     assert ch.cfg.sigma_grid == (0.0, 0.1)
-    std = ch.classifier("standard")
-    assert ch.classifier("noise", sigma=0.0) is std   # σ = 0 is the standard model, not a retrained one
-    assert ch.classifier("scorer").spec["seed"] == std.spec["seed"] + Chapter.SCORER_SEED_OFFSET
+    std = ch.model("standard")
+    assert ch.model("noise", sigma=0.0) is std   # σ = 0 is the standard model, not a retrained one
+    assert ch.model("scorer").spec["seed"] == std.spec["seed"] + SCORER_SEED_OFFSET
     with pytest.raises(ConfigError, match="sigma"):
-        ch.classifier("noise", sigma=-1.0)
-    with pytest.raises(ConfigError, match="allowed"):
-        ch.classifier("vae")
+        ch.model("noise", sigma=-1.0)
+    with pytest.raises(ConfigError, match="unknown model 'robst'; did you mean 'robust'"):
+        ch.model("robst")
+    with pytest.raises(ConfigError, match="model 'standard'.*sigma"):
+        ch.model("standard", sigma=0.1)
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -153,10 +156,10 @@ def test_chapter5_parameters_are_checked():
 def test_unknown_abs_variant_or_similarity(monkeypatch, tmp_path):
     monkeypatch.setenv("ROBGEN_CACHE", str(tmp_path))
     ch = Chapter("quick")
-    with pytest.raises(ConfigError, match="variant"):
-        ch.abs_model("vae")
+    with pytest.raises(ConfigError, match="unknown model 'vae'"):
+        ch.model("vae")
     with pytest.raises(ConfigError, match="similarity"):
-        ch.abs_model("abs", embed="lpips")
+        ch.model("abs", embed="lpips")
 
 
 def test_a_single_number_is_a_list_of_one():

@@ -11,8 +11,7 @@ from robgen_lib.methods.diffusion import (
     RDC,
     Denoiser,
     DiffusionClassifier,
-    Schedule,
-    denoising_loss,
+    DenoisingLoss,
     likelihood_maximisation,
 )
 
@@ -88,10 +87,10 @@ def test_lm_lowers_the_denoising_loss_on_average():
     data = load_dataset("digits")
     net = Denoiser(1, 10, base=8, multi_head=True)
     opt = torch.optim.Adam(net.parameters(), 3e-3)
-    sched, gen = Schedule(), torch.Generator().manual_seed(0)
+    objective, gen = DenoisingLoss(0.1), torch.Generator().manual_seed(0)
     for i in range(150):
         idx = torch.randint(0, len(data.train.x), (64,), generator=gen)
-        loss = denoising_loss(net, sched, data.train.x[idx], data.train.y[idx], p_uncond=0.1, generator=gen)
+        loss = objective(net, data.train.x[idx], data.train.y[idx], gen)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -163,11 +162,11 @@ def test_chapter_uses_a_users_denoiser_weights(tmp_path, monkeypatch):
     mine = Denoiser(1, 10, base=8, multi_head=True).eval()
     torch.save(mine.state_dict(), tmp_path / "unet.pt")
     ch = Chapter("quick", den_width=8, timesteps=3, denoiser_weights=str(tmp_path / "unet.pt"))
-    clf = ch.diffusion_classifier()
+    clf = ch.model("dc")
     x = ch.data.test.x[:4]
     assert torch.allclose(clf.model(x), DiffusionClassifier(mine, 3, seed=ch.cfg.seed)(x), atol=1e-6)
     assert clf.spec["denoiser"]["weights"] and not (tmp_path / "cache" / "denoiser").exists()   # nothing trained
     with pytest.raises(ConfigError, match="do not fit"):
-        Chapter("quick", den_width=16, denoiser_weights=str(tmp_path / "unet.pt")).denoiser()
+        Chapter("quick", den_width=16, denoiser_weights=str(tmp_path / "unet.pt")).model("denoiser")
     with pytest.raises(ConfigError, match="no file"):
-        Chapter("quick", denoiser_weights=str(tmp_path / "missing.pt")).denoiser()
+        Chapter("quick", denoiser_weights=str(tmp_path / "missing.pt")).model("denoiser")

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from robgen_lib.methods.generative import ABS, FeatureSimilarity, pixels, trained_abs
+from robgen_lib.core.fit import Optimiser, obtain
+from robgen_lib.methods.generative import ABS, ClassELBO, ClassVAEsRecipe, FeatureSimilarity, pixels
 
 
 @pytest.fixture(scope="module")
@@ -9,11 +10,13 @@ def vaes(digits, tmp_path_factory):
     from robgen_lib.core.store import ArtifactStore
 
     store = ArtifactStore(str(tmp_path_factory.mktemp("abs")))
-    return trained_abs(digits, latent=8, width=64, epochs=30, batch_size=64, lr=3e-3, store=store, progress=False)
+    recipe = ClassVAEsRecipe(8, 64, objective=ClassELBO(), epochs=30, batch_size=64,
+                             optimiser=Optimiser("adam", 3e-3, schedule="constant"))
+    return obtain(recipe, digits, store=store, progress=False)
 
 
 def test_each_class_model_explains_its_own_class_best(vaes, digits):
-    model = ABS(vaes.vaes, n_samples=32, steps=5)
+    model = ABS(list(vaes.model), n_samples=32, steps=5)
     x, y = digits.test.x[:200], digits.test.y[:200]
     with torch.no_grad():
         s = model.scores(x)
@@ -26,9 +29,9 @@ def test_each_class_model_explains_its_own_class_best(vaes, digits):
 
 def test_latent_search_never_raises_the_score_and_stays_in_its_ball(vaes, digits):
     x = digits.test.x[:64]
-    plain = ABS(vaes.vaes, n_samples=16, steps=0, radius=2.0)
-    searched = ABS(vaes.vaes, n_samples=16, steps=15, lr=0.1, radius=2.0)
-    guided = ABS(vaes.vaes, n_samples=16, steps=15, lr=0.1, radius=2.0, encoder_init=True)
+    plain = ABS(list(vaes.model), n_samples=16, steps=0, radius=2.0)
+    searched = ABS(list(vaes.model), n_samples=16, steps=15, lr=0.1, radius=2.0)
+    guided = ABS(list(vaes.model), n_samples=16, steps=15, lr=0.1, radius=2.0, encoder_init=True)
     for k in (0, 3, 7):
         z0, s0 = plain.latent_search(k, x)
         z1, s1 = searched.latent_search(k, x)
@@ -42,17 +45,17 @@ def test_latent_search_never_raises_the_score_and_stays_in_its_ball(vaes, digits
 def test_abs_logits_have_gradients_for_attacks(vaes, digits, trained):
     x = digits.test.x[:4].clone().requires_grad_(True)
     for embed in (pixels, FeatureSimilarity(trained.model)):
-        model = ABS(vaes.vaes, n_samples=8, steps=2, embed=embed)
+        model = ABS(list(vaes.model), n_samples=8, steps=2, embed=embed)
         (g,) = torch.autograd.grad(model(x).logsumexp(1).sum(), x)
         assert g.abs().sum() > 0
     with pytest.raises(Exception, match="radius"):
-        ABS(vaes.vaes, radius=0.0)
+        ABS(list(vaes.model), radius=0.0)
 
 
 def test_reconstruction_study_tells_own_class_from_others_and_noise(vaes, digits):
     from robgen_lib.methods.generative import reconstruction_study
 
-    model = ABS(vaes.vaes, n_samples=32, steps=5)
+    model = ABS(list(vaes.model), n_samples=32, steps=5)
     x, y = digits.test.x[:100], digits.test.y[:100]
     out = model.explain(x[:3])
     assert out["recon"].shape == (3, 10, *digits.image_shape)

@@ -21,7 +21,7 @@ def test_landscape_centre_is_the_image_energy_and_grid_is_linear_for_a_linear_mo
     torch.manual_seed(0)
     model = Linear(torch.randn(3, 4))
     x, y = torch.rand(2, 1, 2, 2), torch.tensor([0, 2])
-    out = energy_landscape(model, x, y, radius=1.0, n=5, generator=torch.Generator().manual_seed(0))
+    out = energy_landscape(model, x, y, radius=1.0, n=5, seed=0)
     assert out["energy"].shape == (2, 5, 5)
     centre = -(x.flatten(1) * model.w[y]).sum(1)
     assert torch.allclose(out["energy"][:, 2, 2], centre.detach(), atol=1e-5)
@@ -33,21 +33,21 @@ def test_flatness_of_a_linear_model():
     w = torch.tensor([[3.0, 4.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
     model = Linear(w)
     split = Split(torch.full((8, 1, 2, 2), 0.5), torch.tensor([0] * 4 + [1] * 4))
-    out = flatness(model, split, eps=0.1, n_samples=64, generator=torch.Generator().manual_seed(0))
+    out = flatness(model, split, eps=0.1, n_samples=64, seed=0)
     assert abs(out["grad_norm"] - (5.0 + 1.0) / 2) < 1e-5
     # The range of -w_y·x' over the ℓ∞ ball is at most 2·ε·‖w_y‖₁.
     assert 0 < out["ball_range"] <= 2 * 0.1 * (7.0 + 1.0) / 2 + 1e-6
 
 
 def test_robust_training_flattens_the_energy(trained, digits, store):
-    from robgen_lib.core.fit import PGDTraining, trained_classifier
+    from conftest import small_cnn
 
-    robust = trained_classifier(digits, "small_cnn", PGDTraining(0.15, 0.0375, 5), epochs=15, batch_size=64,
-                                lr=0.05, store=store, progress=False)
+    from robgen_lib.core.fit import PGDTraining, obtain
+
+    robust = obtain(small_cnn(PGDTraining(0.15, 0.0375, 5), epochs=15), digits, store=store, progress=False)
     split = digits.test.head(100)
-    g = torch.Generator().manual_seed(0)
-    assert flatness(robust.model, split, eps=0.15, generator=g)["grad_norm"] < \
-        flatness(trained.model, split, eps=0.15, generator=g)["grad_norm"]
+    assert flatness(robust.model, split, eps=0.15, seed=0)["grad_norm"] < \
+        flatness(trained.model, split, eps=0.15, seed=0)["grad_norm"]
 
 
 def test_tile_lays_images_out_row_major():

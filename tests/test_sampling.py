@@ -65,12 +65,12 @@ def test_sgld_refuses_bad_settings(trained, digits):
 
 
 def test_noise_training_objective(digits):
-    from robgen_lib.core.fit import NoiseTraining, train
+    from robgen_lib.core.fit import NoiseTraining, Optimiser, fit
     from robgen_lib.core.models import build_model
 
     model = build_model("small_cnn", in_channels=1, num_classes=10, image_size=8)
-    hist = train(model, digits.train.head(128), NoiseTraining(0.25), epochs=1, batch_size=64, lr=0.05,
-                 progress=False)
+    hist = fit(model, digits.train.head(128), NoiseTraining(0.25), epochs=1, batch_size=64,
+               optimiser=Optimiser("sgd", 0.05), progress=False)
     assert hist["loss"][0] > 0 and NoiseTraining(0.25).spec() == {"name": "noise", "sigma": 0.25}
 
 

@@ -94,3 +94,36 @@ def test_payload_must_be_plain_data(store):
 def test_root_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("ROBGEN_CACHE", str(tmp_path / "here"))
     assert ArtifactStore().root == str(tmp_path / "here")
+
+
+def _count_and_scale(model, split, *, scale: float = 1.0, progress: bool = True):
+    _count_and_scale.calls += 1
+    return float(scale * len(split)), model(split.x[:1]).shape[1]
+
+
+_count_and_scale.calls = 0
+
+
+def test_a_cached_call_derives_its_key_from_the_call(trained, digits, store):
+    from robgen_lib.core.cached import cached_call, call_key
+
+    split = digits.test.head(10)
+    first = cached_call(store, _count_and_scale, trained, split, scale=2.0)
+    again = cached_call(store, _count_and_scale, trained, split, scale=2.0, progress=False)   # progress: not in key
+    assert first == again == (20.0, 10) and _count_and_scale.calls == 1
+    cached_call(store, _count_and_scale, trained, digits.test.head(11), scale=2.0)            # other data
+    cached_call(store, _count_and_scale, trained, split)                                     # the default
+    assert _count_and_scale.calls == 3
+    key = call_key(_count_and_scale, trained, split, scale=2.0)
+    assert key["arguments"]["model"] == {"model": trained.spec} and key["arguments"]["split"]["data"]["n"] == 10
+
+
+def test_a_cached_call_refuses_what_it_cannot_name(trained, digits, store):
+    from robgen_lib.core.cached import cached_call
+
+    with pytest.raises(TypeError, match="argument 'model' .* a network without a spec"):
+        cached_call(store, _count_and_scale, trained.model, digits.test)
+    with pytest.raises(TypeError, match="module-level function"):
+        cached_call(store, lambda m: 1, trained)
+    with pytest.raises(TypeError, match="argument 'scale' .* a Generator"):
+        cached_call(store, _count_and_scale, trained, digits.test, scale=torch.Generator())

@@ -1,16 +1,21 @@
 import pytest
 import torch
 
+from conftest import small_cnn
+
 from robgen_lib.core.errors import TrainingFailed
-from robgen_lib.core.fit import PGDTraining, Standard, train, trained_classifier
+from robgen_lib.core.fit import Optimiser, PGDTraining, Standard, fit, obtain
 from robgen_lib.core.models import build_model
 
 
+def train(model, split, objective, *, lr, **kwargs):
+    """The loop with the classifiers' optimiser (SGD with weight decay, one-cycle schedule)."""
+    return fit(model, split, objective, optimiser=Optimiser("sgd", lr, weight_decay=5e-4), **kwargs)
+
+
 def test_training_reaches_accuracy_and_is_cached(digits, store):
-    a = trained_classifier(digits, "small_cnn", Standard(), epochs=15, batch_size=64, lr=0.05, store=store,
-                           min_accuracy=0.9, progress=False)
-    b = trained_classifier(digits, "small_cnn", Standard(), epochs=15, batch_size=64, lr=0.05, store=store,
-                           progress=False)
+    a = obtain(small_cnn(Standard(), epochs=15), digits, store=store, min_accuracy=0.9, progress=False)
+    b = obtain(small_cnn(Standard(), epochs=15), digits, store=store, progress=False)
     assert not a.from_cache and b.from_cache
     assert a.test_accuracy == b.test_accuracy > 0.9
     for p, q in zip(a.model.parameters(), b.model.parameters()):
@@ -20,22 +25,22 @@ def test_training_reaches_accuracy_and_is_cached(digits, store):
 def test_training_is_deterministic(digits, tmp_path):
     from robgen_lib.core.store import ArtifactStore
 
-    runs = [trained_classifier(digits, "small_cnn", Standard(), epochs=2, batch_size=64, lr=0.05,
-                               store=ArtifactStore(str(tmp_path / str(i))), progress=False) for i in range(2)]
+    runs = [obtain(small_cnn(Standard(), epochs=2), digits, store=ArtifactStore(str(tmp_path / str(i))),
+                   progress=False) for i in range(2)]
     assert runs[0].history["loss"] == runs[1].history["loss"]
 
 
 def test_min_accuracy_is_enforced(digits, store):
     with pytest.raises(TrainingFailed, match="expected"):
-        trained_classifier(digits, "small_cnn", Standard(), epochs=1, batch_size=512, lr=1e-4, store=store,
-                           min_accuracy=0.99, progress=False)
+        obtain(small_cnn(Standard(), epochs=1, batch_size=512, lr=1e-4), digits, store=store, min_accuracy=0.99,
+               progress=False)
 
 
 def test_divergence_stops_training(digits):
     model = build_model("small_cnn", in_channels=1, num_classes=10, image_size=8)
     calls = []
 
-    def blows_up(m, x, y):  # finite for two batches, then infinite
+    def blows_up(m, x, y, generator):  # finite for two batches, then infinite
         calls.append(1)
         loss = torch.nn.functional.cross_entropy(m(x), y)
         return loss if len(calls) < 3 else loss * float("inf")
@@ -101,14 +106,13 @@ def test_history_tracks_test_accuracy_and_jeat_keeps_its_samples(digits, store):
     from robgen_lib.methods.jeat import JEATTraining
 
     obj = JEATTraining(0.1, 0.05, 1, sgld_steps=2, sgld_step=0.01, buffer_size=100, seed=3)
-    m = trained_classifier(digits, "small_cnn", obj, epochs=2, batch_size=128, lr=0.05, store=store, progress=False)
+    m = obtain(small_cnn(obj, epochs=2, batch_size=128), digits, store=store, progress=False)
     assert len(m.history["test_accuracy"]) == 2 and all(0 <= a <= 1 for a in m.history["test_accuracy"])
     assert m.history["test_accuracy"][-1] == pytest.approx(m.test_accuracy)
     assert m.samples is not None and m.samples.shape == (64, 1, 8, 8)
     assert 0 <= float(m.samples.min()) and float(m.samples.max()) <= 1
-    again = trained_classifier(digits, "small_cnn", JEATTraining(0.1, 0.05, 1, sgld_steps=2, sgld_step=0.01,
-                                                                   buffer_size=100, seed=3),
-                               epochs=2, batch_size=128, lr=0.05, store=store, progress=False)
+    again = obtain(small_cnn(JEATTraining(0.1, 0.05, 1, sgld_steps=2, sgld_step=0.01, buffer_size=100, seed=3),
+                             epochs=2, batch_size=128), digits, store=store, progress=False)
     assert again.from_cache and torch.equal(again.samples, m.samples)
 
 
@@ -121,20 +125,28 @@ def test_jeat_refuses_negative_weights():
         JEATTraining(0.1, 0.05, 1, energy_penalty=-0.1)
 
 
-def test_every_training_loop_stops_on_a_non_finite_loss(digits, monkeypatch):
+def test_every_model_kind_trains_in_the_one_loop_and_stops_on_a_non_finite_loss(digits, store, monkeypatch):
     from robgen_lib.methods import diffusion, generative
+
+    den = diffusion.DenoiserRecipe(8, True, objective=diffusion.DenoisingLoss(), epochs=1, batch_size=64,
+                                   optimiser=Optimiser("adam", 1e-3, warmup=0.05))
+    vaes = generative.ClassVAEsRecipe(2, 8, objective=generative.ClassELBO(1.0), epochs=1, batch_size=64,
+                                      optimiser=Optimiser("adam", 1e-3, schedule="constant"))
+    trained = [obtain(r, digits, store=store, progress=False) for r in (den, vaes)]
+    assert trained[0].model.evaluations == 0 and len(trained[1].model) == 10
+    assert set(trained[1].history) == {"loss", "elbo", "ce"}   # every loss term is logged per epoch
 
     def nan(*args, **kwargs):
         return torch.tensor(float("nan"), requires_grad=True)
 
-    monkeypatch.setattr(diffusion, "denoising_loss", nan)
+    monkeypatch.setattr(diffusion.DenoisingLoss, "__call__", nan)
     with pytest.raises(TrainingFailed, match="denoiser: loss became nan at epoch 1"):
-        diffusion.train_denoiser(diffusion.Denoiser(1, 10, 8), digits, epochs=1, batch_size=64, lr=1e-3,
-                                 progress=False)
+        obtain(diffusion.DenoiserRecipe(8, True, objective=diffusion.DenoisingLoss(), epochs=2, batch_size=64,
+                                        optimiser=Optimiser("adam", 1e-3)), digits, store=store, progress=False)
     monkeypatch.setattr(generative.ClassVAE, "elbo_loss", nan)
-    vaes = [generative.ClassVAE((1, 8, 8), latent=2, width=8) for _ in range(10)]
     with pytest.raises(TrainingFailed, match="class VAEs: loss became nan at epoch 1"):
-        generative.train_class_vaes(vaes, digits, epochs=1, batch_size=64, lr=1e-3, progress=False)
+        obtain(generative.ClassVAEsRecipe(2, 8, objective=generative.ClassELBO(), epochs=2, batch_size=64,
+                                          optimiser=Optimiser("adam", 1e-3)), digits, store=store, progress=False)
     model = build_model("small_cnn", in_channels=1, num_classes=10, image_size=8)
     with pytest.raises(TrainingFailed, match="loss became nan at epoch 1"):
-        train(model, digits.train, lambda m, x, y: nan(), epochs=1, batch_size=64, lr=0.05, progress=False)
+        train(model, digits.train, lambda m, x, y, g: nan(), epochs=1, batch_size=64, lr=0.05, progress=False)

@@ -12,6 +12,7 @@ notebook check (``tests/nbval_sanitize.cfg``) does not compare its word.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 
 @dataclass(frozen=True)
@@ -94,3 +95,37 @@ def quality_table(quality: dict, names) -> str:
     rows = [[n] + [v for s in scorers for v in (f"{quality[n][s]['is_style']:.2f}", f"{quality[n][s]['fid_style']:.2f}",
                                                  f"{100 * quality[n][s]['agreement']:.0f} %")] for n in names]
     return markdown_table(head, rows)
+
+
+def pct(fraction: float, digits: int = 1) -> str:
+    """A fraction in [0, 1] as a percentage: ``pct(0.4567)`` → ``'45.7 %'``."""
+    return f"{100 * fraction:.{digits}f} %"
+
+
+def table(rows: Mapping[Any, Mapping[str, Any]], index: str = ""):
+    """A table to show in a notebook (an IPython ``Markdown`` object): one row per key of
+    ``rows`` (the first column, headed ``index``), one column per key of the row dicts (in
+    the first row's order); cells are shown as they are (format numbers first, e.g. with
+    :func:`pct`)."""
+    from IPython.display import Markdown   # the book's extras (ipykernel); the library runs without them
+
+    columns = list(next(iter(rows.values()))) if rows else []
+    return Markdown(markdown_table([index] + columns,
+                                   [[name] + [row.get(c, "") for c in columns] for name, row in rows.items()]))
+
+
+def models_table(models: Mapping[str, Any]):
+    """What each trained model is: architecture, objective, test accuracy, trained now or cached."""
+    return table({name: {"architecture": m.spec.get("arch", m.spec.get("recipe", "")),
+                         "objective": (m.spec.get("objective") or {}).get("name", ""),
+                         "test accuracy": pct(m.test_accuracy) if m.test_accuracy == m.test_accuracy else "",
+                         "": "from cache" if m.from_cache else "trained now"}
+                  for name, m in models.items()}, "model")
+
+
+def glue_numbers(**values: float) -> None:
+    """Make each number available to the chapter's prose (``{glue:text}`name```) without showing it."""
+    from myst_nb import glue   # the book's extras
+
+    for name, value in values.items():
+        glue(name, value, display=False)

@@ -12,6 +12,7 @@ restored afterwards; the device is taken from the inputs.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -25,7 +26,8 @@ from .models import eval_mode, model_device
 from .progress import progress_bar
 from .validate import as_float
 
-__all__ = ["LinfRule", "L2Rule", "ce_loss", "dlr_loss", "he_pgd_loss", "energy_matching_loss", "pgd", "attack",
+__all__ = ["LinfRule", "L2Rule", "ce_loss", "dlr_loss", "he_pgd_loss", "energy_matching_loss", "HighEnergyLoss",
+           "EnergyMatchingLoss", "pgd", "attack",
            "attack_path", "predict_logits", "robust_correct", "boundary_attack"]
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -48,24 +50,36 @@ def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return -(true - other) / (srt[:, 0] - srt[:, 2] + 1e-12)
 
 
-def he_pgd_loss(lam: float) -> Loss:
+@dataclass(frozen=True)
+class HighEnergyLoss:
     """High-Energy PGD (Beadini & Masi): L = CE(x', y) + λ·E(x') = E(x', y) + (λ - 1)·E(x').
 
     λ = 1 only lowers the true logit; λ > 1 also pushes the marginal energy E(x') up,
     keeping attacked points near the data's energy instead of far below it.
     """
-    lam = as_float("lam", lam)
-    if lam < 0:
-        raise ConfigError(f"lam (HE-PGD's λ) must be >= 0, got {lam}; the paper uses 1.2-1.5")
 
-    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, y, reduction="none") + lam * marginal_energy(logits)
+    lam: float
 
-    loss.__name__ = f"he_pgd_loss(lam={lam:g})"
-    return loss
+    def __post_init__(self):
+        lam = as_float("lam", self.lam)
+        if lam < 0:
+            raise ConfigError(f"lam (HE-PGD's λ) must be >= 0, got {lam}; the paper uses 1.2-1.5")
+        object.__setattr__(self, "lam", lam)
+
+    def spec(self) -> dict:
+        return {"loss": "he_pgd", "lam": self.lam}
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y, reduction="none") + self.lam * marginal_energy(logits)
 
 
-def energy_matching_loss(target: float, margin: float = 1.0) -> Loss:
+def he_pgd_loss(lam: float) -> HighEnergyLoss:
+    """HE-PGD's loss with weight ``lam`` on the marginal energy (see :class:`HighEnergyLoss`)."""
+    return HighEnergyLoss(lam)
+
+
+@dataclass(frozen=True)
+class EnergyMatchingLoss:
     """Fool first, then match the energy (this book's variant, beyond the paper).
 
     Per image: while the true logit is not at least ``margin`` below the best other logit,
@@ -73,19 +87,31 @@ def energy_matching_loss(target: float, margin: float = 1.0) -> Loss:
     energy toward ``target`` (e.g. the median clean energy).  A step that un-fools the
     image switches it back to CE.
     """
-    target = as_float("target", target)
-    margin = as_float("margin", margin)
-    if margin < 0:
-        raise ConfigError(f"margin must be >= 0, got {margin}")
 
-    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    target: float
+    margin: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "target", as_float("target", self.target))
+        margin = as_float("margin", self.margin)
+        if margin < 0:
+            raise ConfigError(f"margin must be >= 0, got {margin}")
+        object.__setattr__(self, "margin", margin)
+
+    def spec(self) -> dict:
+        return {"loss": "energy_matching", "target": self.target, "margin": self.margin}
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         true = logits.gather(1, y.view(-1, 1)).squeeze(1)
         other = logits.scatter(1, y.view(-1, 1), float("-inf")).max(1).values
-        fooled = (true - other).detach() < -margin
-        match = -(marginal_energy(logits) - target).abs()
+        fooled = (true - other).detach() < -self.margin
+        match = -(marginal_energy(logits) - self.target).abs()
         return torch.where(fooled, match, F.cross_entropy(logits, y, reduction="none"))
 
-    return loss
+
+def energy_matching_loss(target: float, margin: float = 1.0) -> EnergyMatchingLoss:
+    """The fool-then-match-energy loss (see :class:`EnergyMatchingLoss`)."""
+    return EnergyMatchingLoss(target, margin)
 
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:

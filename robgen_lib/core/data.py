@@ -13,6 +13,7 @@ detector's threshold).  The split never depends on the run's seed, only on ``spl
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -43,6 +44,16 @@ class Split:
 
     def head(self, n: int | None) -> "Split":
         return self if n is None else Split(self.x[:n], self.y[:n])
+
+    def fingerprint(self) -> dict:
+        """What identifies these images and labels in a cache key: their number and the
+        SHA-256 of their bytes (computed once per split)."""
+        if not hasattr(self, "_digest"):
+            h = hashlib.sha256()
+            for t in (self.x, self.y):
+                h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            self._digest = h.hexdigest()
+        return {"n": len(self), "sha256": self._digest}
 
 
 @dataclass

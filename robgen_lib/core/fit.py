@@ -1,22 +1,32 @@
-"""One training loop and the objectives it can optimise.
+"""The one training loop, what it optimises, and models from recipes.
 
-* ``Standard``        — cross-entropy on clean images: min_θ E[CE(f(x), y)].
-* ``PGDTraining``     — Madry et al.: min_θ E[ max_{‖δ‖≤ε} CE(f(x+δ), y) ], the inner
-  maximum by PGD (in eval mode, so batch-norm statistics see only the outer step).
-* ``NoiseTraining``   — cross-entropy on x + N(0, σ²I), clamped to [0, 1]
-  (Gaussian noise injection, Zhu et al.'s "random directions").
-* JEAT's objective (a paper's method) lives in :mod:`robgen_lib.methods.jeat`; any object
-  with ``spec()`` and ``__call__(model, x, y) -> loss`` is an objective.
+* :func:`fit` — minibatch training of any module on a split: each epoch a fresh permutation
+  (one seeded generator), the objective's loss, a non-finite check, one optimiser step.
+  It trains the classifiers, the diffusion denoiser and the class VAEs alike.
+* Objectives are callables ``objective(model, x, y, generator) -> loss`` (a tensor, or a
+  dict whose ``"loss"`` is minimised and whose other terms are logged), with ``spec()``:
 
-Training is SGD with Nesterov momentum and a cosine learning-rate schedule.  Models
-are cached in the artifact store under the spec that produced them (see
-:func:`trained_classifier`), so chapters share them and re-runs are fast.
+  - ``Standard``      — cross-entropy on clean images: min_θ E[CE(f(x), y)].
+  - ``PGDTraining``   — Madry et al.: min_θ E[ max_{‖δ‖≤ε} CE(f(x+δ), y) ], the inner
+    maximum by PGD (in eval mode, so batch-norm statistics see only the outer step).
+  - ``NoiseTraining`` — cross-entropy on x + N(0, σ²I), clamped to [0, 1] (Gaussian noise
+    injection, Zhu et al.'s "random directions").
+  - the papers' objectives (JEAT, the denoising loss, the class ELBO) live with their methods.
+* :class:`Optimiser` — SGD with Nesterov momentum or Adam, with a one-cycle cosine schedule
+  (warm-up then cosine decay) or a constant rate.
+* A *recipe* is a small frozen description of a model whose fields are its cache spec:
+  :class:`ClassifierRecipe` here, the denoiser and the class VAEs with their methods, and
+  recipes *assembled* from other models (the diffusion classifier, RDC, ABS, smoothed
+  models). :func:`obtain` returns a :class:`TrainedModel` for any recipe, from the artifact
+  store or trained now (and stored), so chapters share models and re-runs are fast.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -24,12 +34,17 @@ from torch import nn
 
 from .attacks import pgd, predict_logits
 from .data import Dataset, Split
-from .errors import TrainingFailed
+from .errors import ConfigError, TrainingFailed
 from .models import build_model, model_device
 from .progress import progress_bar
-from .store import ArtifactStore
+from .store import ArtifactStore, spec_key
 
-__all__ = ["Standard", "PGDTraining", "NoiseTraining", "train", "require_finite", "trained_classifier", "TrainedModel", "TrainingFailed"]
+__all__ = ["Standard", "PGDTraining", "NoiseTraining", "Optimiser", "fit", "require_finite", "TrainedModel",
+           "TrainingRecipe", "AssembledRecipe", "ClassifierRecipe", "obtain", "spec_of", "accuracy",
+           "default_augment", "TrainingFailed"]
+
+
+# ----------------------------------------------------------------------- objectives
 
 
 @dataclass(frozen=True)
@@ -39,7 +54,7 @@ class Standard:
     def spec(self) -> dict:
         return {"name": "standard"}
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator=None) -> torch.Tensor:
         return F.cross_entropy(model(x), y)
 
 
@@ -55,7 +70,7 @@ class PGDTraining:
     def spec(self) -> dict:
         return {"name": "pgd", "eps": self.eps, "step_size": self.step_size, "steps": self.steps, "norm": self.norm}
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator=None) -> torch.Tensor:
         x_adv = pgd(model, x, y, eps=self.eps, step_size=self.step_size, steps=self.steps, norm=self.norm)
         return F.cross_entropy(model(x_adv), y)
 
@@ -69,13 +84,47 @@ class NoiseTraining:
     def spec(self) -> dict:
         return {"name": "noise", "sigma": self.sigma}
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator=None) -> torch.Tensor:
         return F.cross_entropy(model((x + self.sigma * torch.randn_like(x)).clamp(0.0, 1.0)), y)
 
 
+# ----------------------------------------------------------------------- the loop
+
+
+@dataclass(frozen=True)
+class Optimiser:
+    """How parameters move: ``sgd`` (Nesterov, momentum 0.9) or ``adam``; a ``one-cycle``
+    schedule (linear warm-up over the first ``warmup`` fraction of steps to ``lr``, cosine
+    decay after; momentum cycles inversely) or a ``constant`` rate."""
+
+    name: str
+    lr: float
+    weight_decay: float = 0.0
+    schedule: str = "one-cycle"
+    warmup: float = 0.15
+
+    def __post_init__(self):
+        if self.name not in ("sgd", "adam"):
+            raise ConfigError(f"unknown optimiser {self.name!r}; allowed: 'sgd', 'adam'")
+        if self.schedule not in ("one-cycle", "constant"):
+            raise ConfigError(f"unknown schedule {self.schedule!r}; allowed: 'one-cycle', 'constant'")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"the learning rate must be a positive number, got {self.lr!r}")
+
+    def build(self, params, total_steps: int):
+        """The torch optimiser and its per-step scheduler (``None`` for a constant rate)."""
+        if self.name == "sgd":
+            opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, nesterov=True, weight_decay=self.weight_decay)
+        else:
+            opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.schedule == "constant":
+            return opt, None
+        return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=total_steps,
+                                                        pct_start=self.warmup, anneal_strategy="cos")
+
+
 def require_finite(loss: torch.Tensor, what: str, *, lr: float, epoch: int) -> None:
-    """Stop a training loop with :class:`TrainingFailed` when its loss is not finite: every
-    loop of the library (classifiers, the denoiser, the class VAEs) checks the same way."""
+    """Stop training with :class:`TrainingFailed` when the loss is not finite."""
     if not torch.isfinite(loss):
         raise TrainingFailed(f"{what}: loss became {loss.item()} at epoch {epoch + 1}; "
                              f"lower the learning rate (lr={lr}) or check the objective")
@@ -95,14 +144,15 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.where(flip.view(n, 1, 1, 1), out.flip(-1), out)
 
 
-def train(model: nn.Module, data: Split, objective, *, epochs: int, batch_size: int, lr: float,
-          weight_decay: float = 5e-4, seed: int = 0, augment: bool = False, progress: bool = True,
-          desc: str = "train", monitor=None) -> dict[str, list[float]]:
-    """Train ``model`` in place on ``data``; returns the per-epoch mean training loss.
+def fit(model: nn.Module, data: Split, objective, *, epochs: int, batch_size: int, optimiser: Optimiser,
+        seed: int = 0, augment: bool = False, progress: bool = True, desc: str = "train",
+        monitor: Callable[[nn.Module], dict] | None = None) -> dict[str, list[float]]:
+    """Train ``model`` in place on ``data``; returns the per-epoch mean of every loss term.
 
-    ``monitor(model)``, if given, is called in eval mode after every epoch and returns a
-    dict of numbers appended to the history (e.g. the test accuracy); so is the
-    objective's ``epoch_metrics()`` when it has one.
+    One generator seeded with ``seed`` draws the permutations, the augmentation and whatever
+    the objective draws from it. ``monitor(model)``, if given, is called in eval mode after
+    every epoch and returns numbers appended to the history (e.g. the test accuracy); so is
+    the objective's ``epoch_metrics()`` when it has one.
 
     Raises :class:`TrainingFailed` when the loss becomes NaN or infinite.
     """
@@ -110,43 +160,63 @@ def train(model: nn.Module, data: Split, objective, *, epochs: int, batch_size: 
     gen = torch.Generator().manual_seed(seed)
     x_all, y_all = data.x.to(device), data.y.to(device)
     n = len(y_all)
-    steps_per_epoch = math.ceil(n / batch_size)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
-                                                pct_start=0.15, anneal_strategy="cos")
-    history: dict[str, list[float]] = {"loss": []}
+    opt, schedule = optimiser.build(model.parameters(), epochs * math.ceil(n / batch_size))
+    history: dict[str, list[float]] = {}
     bar = progress_bar(range(epochs), desc=desc, enabled=progress, leave=False)
     for epoch in bar:
         model.train()
         perm = torch.randperm(n, generator=gen).to(device)
-        total = 0.0
+        sums: dict[str, float] = {}
         for i in range(0, n, batch_size):
             idx = perm[i:i + batch_size]
             xb, yb = x_all[idx], y_all[idx]
             if augment:
                 xb = _augment(xb, gen)
-            loss = objective(model, xb, yb)
-            require_finite(loss, desc, lr=lr, epoch=epoch)
+            out = objective(model, xb, yb, gen)
+            terms = out if isinstance(out, dict) else {"loss": out}
+            require_finite(terms["loss"], desc, lr=optimiser.lr, epoch=epoch)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            terms["loss"].backward()
             opt.step()
-            sched.step()
-            total += loss.item() * len(yb)
-        history["loss"].append(total / n)
-        extra = dict(getattr(objective, "epoch_metrics", dict)())
+            if schedule is not None:
+                schedule.step()
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + value.item() * len(yb)
+        extra = {key: total / n for key, total in sums.items()}
+        extra.update(getattr(objective, "epoch_metrics", dict)())
         if monitor is not None:
             model.eval()
             extra.update(monitor(model))
         for key, value in extra.items():
             history.setdefault(key, []).append(value)
         if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{total / n:.3f}")
+            bar.set_postfix(loss=f"{extra['loss']:.3f}")
     model.eval()
     return history
 
 
+# ----------------------------------------------------------------------- recipes
+
+
+def spec_of(value: Any) -> Any:
+    """The cache spec of a recipe field: recipes and objectives by their ``spec()``, other
+    dataclasses (the optimiser) by their fields, tuples as lists, plain values as they are."""
+    if hasattr(value, "spec") and callable(value.spec):
+        return value.spec()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: spec_of(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [spec_of(v) for v in value]
+    if isinstance(value, dict):
+        return {k: spec_of(v) for k, v in value.items()}
+    return value
+
+
 @dataclass
 class TrainedModel:
+    """A model ready to use: the network, the spec it is cached under, its training history,
+    its test accuracy (classifiers) and whether it came from the cache."""
+
     model: nn.Module
     spec: dict
     history: dict = field(default_factory=dict)
@@ -155,57 +225,164 @@ class TrainedModel:
     samples: torch.Tensor | None = None   # e.g. JEAT's replay-buffer samples
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrainingRecipe:
+    """A model trained by :func:`fit`: these keyword fields — the ``objective`` (with
+    ``spec()``), ``epochs``, ``batch_size``, the ``optimiser`` and the ``seed`` — and a
+    subclass's own fields are its spec. Subclasses are frozen dataclasses that define
+    ``kind`` and :meth:`network`; :meth:`extras` adds results kept with the weights,
+    :meth:`monitor` numbers logged each epoch."""
+
+    objective: Any
+    epochs: int
+    batch_size: int
+    optimiser: Optimiser
+    seed: int = 0
+
+    kind: ClassVar[str]
+
+    def spec(self) -> dict:
+        return {"recipe": self.kind, **{f.name: spec_of(getattr(self, f.name)) for f in dataclasses.fields(self)}}
+
+    def describe(self) -> str:
+        return self.kind
+
+    def network(self, data: Dataset) -> nn.Module:
+        raise NotImplementedError
+
+    def fresh_objective(self):
+        """The objective to train with; a copy, so that stateful ones (JEAT's buffer) start afresh."""
+        return copy.deepcopy(self.objective)
+
+    def monitor(self, data: Dataset):
+        return None
+
+    def extras(self, model: nn.Module, objective, data: Dataset) -> dict:
+        return {}
+
+    def ready(self, model: nn.Module) -> nn.Module:
+        """The trained (or loaded) network as it is handed out."""
+        return model
+
+
+class AssembledRecipe:
+    """A model made from other models without training (a wrapper): subclasses are frozen
+    dataclasses whose fields (other recipes among them) are the spec, and define ``kind``
+    and :meth:`assemble`, which gets each part through ``get(recipe) -> TrainedModel``."""
+
+    kind: ClassVar[str]
+
+    def spec(self) -> dict:
+        return {"recipe": self.kind, **{f.name: spec_of(getattr(self, f.name)) for f in dataclasses.fields(self)}}
+
+    def parts(self) -> list:
+        """The recipes this model is assembled from."""
+        return [getattr(self, f.name) for f in dataclasses.fields(self)
+                if isinstance(getattr(self, f.name), (TrainingRecipe, AssembledRecipe))]
+
+    def assemble(self, get: Callable[[Any], TrainedModel]) -> nn.Module:
+        raise NotImplementedError
+
+
 def accuracy(model: nn.Module, split: Split, batch_size: int = 512) -> float:
     logits = predict_logits(model, split.x, batch_size)
     return float((logits.argmax(1) == split.y).float().mean())
 
 
-def trained_classifier(data: Dataset, arch: str, objective, *, epochs: int, batch_size: int, lr: float,
-                       weight_decay: float = 5e-4, seed: int = 0, device: torch.device | str = "cpu",
-                       augment: bool | None = None, store: ArtifactStore | None = None,
-                       min_accuracy: float | None = None, progress: bool = True) -> TrainedModel:
-    """Get ``arch`` trained with ``objective`` on ``data`` from the cache, or train and cache it.
+def default_augment(data: Dataset) -> bool:
+    """Crops and flips for 32x32 (or larger) colour images, none otherwise."""
+    c, h, _ = data.image_shape
+    return c == 3 and h >= 32
 
-    ``augment`` defaults to crops and flips for 32x32 colour images, none otherwise.
+
+@dataclass(frozen=True)
+class ClassifierRecipe(TrainingRecipe):
+    """A classifier of architecture ``arch`` trained with ``objective``."""
+
+    arch: str
+    augment: bool = False
+
+    kind: ClassVar[str] = "classifier"
+
+    def describe(self) -> str:
+        return f"{self.arch}/{self.objective.spec()['name']}/seed{self.seed}"
+
+    def network(self, data: Dataset) -> nn.Module:
+        c, h, _ = data.image_shape
+        return build_model(self.arch, in_channels=c, num_classes=data.num_classes, image_size=h,
+                           mean=data.mean, std=data.std)
+
+    def monitor(self, data: Dataset):
+        return lambda m: {"test_accuracy": accuracy(m, data.test)}
+
+    def extras(self, model: nn.Module, objective, data: Dataset) -> dict:
+        out = {"test_accuracy": accuracy(model, data.test)}
+        if hasattr(objective, "buffer_samples"):
+            out["samples"] = objective.buffer_samples(64)
+        return out
+
+
+def obtain(recipe, data: Dataset, *, device: torch.device | str = "cpu", store: ArtifactStore | None = None,
+           progress: bool = True, min_accuracy: float | None = None, memo: dict | None = None) -> TrainedModel:
+    """The model a recipe describes: from the artifact store, or trained now and stored.
+
+    The cache spec is the recipe's fields and the data's fingerprint. An assembled recipe
+    obtains its parts the same way, and is made afresh on each call (wrappers may hold
+    random state). ``memo`` (a dict kept by the caller) hands out each trained or loaded
+    network once, so the models assembled from it share it (and its counters).
     ``min_accuracy`` (test accuracy in [0, 1]) raises :class:`TrainingFailed` below it.
     """
     store = store or ArtifactStore()
-    c, h, _ = data.image_shape
-    if augment is None:
-        augment = c == 3 and h >= 32
-    spec: dict[str, Any] = {
-        "data": data.fingerprint(), "arch": arch, "objective": objective.spec(), "epochs": epochs,
-        "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed, "augment": augment,
-    }
+    if isinstance(recipe, AssembledRecipe):
+        parts = []
+
+        def get(part) -> TrainedModel:
+            parts.append(obtain(part, data, device=device, store=store, progress=progress, memo=memo))
+            return parts[-1]
+
+        leaf = memo is not None and not recipe.parts()   # e.g. weights from a file: loaded once, shared
+        key = (recipe.kind, spec_key(recipe.spec()))
+        if leaf and key in memo:
+            return memo[key]
+        model = recipe.assemble(get).to(device).eval()
+        out = TrainedModel(model, recipe.spec(), from_cache=all(p.from_cache for p in parts))
+        if leaf:
+            memo[key] = out
+        return out
+    if not isinstance(recipe, TrainingRecipe):
+        raise TypeError(f"obtain() takes a recipe, got {type(recipe).__name__}")
+    spec = {"data": data.fingerprint(), **recipe.spec()}
+    key = (recipe.kind, spec_key(spec))
+    if memo is not None and key in memo:
+        return memo[key]
 
     def make() -> nn.Module:
-        torch.manual_seed(seed)
-        return build_model(arch, in_channels=c, num_classes=data.num_classes, image_size=h,
-                           mean=data.mean, std=data.std).to(device)
+        torch.manual_seed(recipe.seed)
+        return recipe.network(data).to(device)
 
     built = []
 
     def build() -> dict:
         built.append(True)
-        model = make()
-        hist = train(model, data.train, objective, epochs=epochs, batch_size=batch_size, lr=lr,
-                     weight_decay=weight_decay, seed=seed, augment=augment, progress=progress,
-                     desc=f"{arch}/{objective.spec()['name']}/seed{seed}",
-                     monitor=lambda m: {"test_accuracy": accuracy(m, data.test)})
-        payload = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                   "history": {k: torch.tensor(v) for k, v in hist.items()},
-                   "test_accuracy": accuracy(model, data.test)}
-        if hasattr(objective, "buffer_samples"):
-            payload["samples"] = objective.buffer_samples(64)
-        return payload
+        model, objective = make(), recipe.fresh_objective()
+        history = fit(model, data.train, objective, epochs=recipe.epochs, batch_size=recipe.batch_size,
+                      optimiser=recipe.optimiser, seed=recipe.seed, augment=getattr(recipe, "augment", False),
+                      progress=progress, desc=recipe.describe(), monitor=recipe.monitor(data))
+        return {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "history": {k: torch.tensor(v) for k, v in history.items()},
+                "extras": recipe.extras(model, objective, data)}
 
-    payload = store.get_or_build("classifier", spec, build)
+    payload = store.get_or_build(recipe.kind, spec, build)
     model = make()
     model.load_state_dict(payload["state_dict"])
-    model.eval()
+    model = recipe.ready(model.eval())
+    extras = payload["extras"]
     out = TrainedModel(model, spec, {k: v.tolist() for k, v in payload["history"].items()},
-                       float(payload["test_accuracy"]), from_cache=not built, samples=payload.get("samples"))
+                       float(extras.get("test_accuracy", float("nan"))), from_cache=not built,
+                       samples=extras.get("samples"))
     if min_accuracy is not None and out.test_accuracy < min_accuracy:
-        raise TrainingFailed(f"{arch} ({objective.spec()['name']}) reached test accuracy "
-                             f"{out.test_accuracy:.3f} < the expected {min_accuracy:.3f}")
+        raise TrainingFailed(f"{recipe.describe()} reached test accuracy {out.test_accuracy:.3f} "
+                             f"< the expected {min_accuracy:.3f}")
+    if memo is not None:
+        memo[key] = out
     return out

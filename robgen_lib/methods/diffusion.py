@@ -19,7 +19,8 @@ can report cost in network evaluations as the paper does.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -27,13 +28,10 @@ from torch import nn
 
 from ..core.data import Dataset
 from ..core.errors import ConfigError
-from ..core.fit import require_finite
-from ..core.models import model_device
-from ..core.progress import progress_bar
-from ..core.store import ArtifactStore
+from ..core.fit import AssembledRecipe, Optimiser, TrainingRecipe
 
-__all__ = ["Schedule", "Denoiser", "DiffusionClassifier", "likelihood_maximisation", "RDC", "train_denoiser",
-           "trained_denoiser", "TrainedDenoiser", "denoising_loss"]
+__all__ = ["Schedule", "Denoiser", "DiffusionClassifier", "likelihood_maximisation", "RDC", "DenoisingLoss",
+           "DenoiserRecipe", "DenoiserWeights", "DiffusionClassifierRecipe", "RDCRecipe"]
 
 
 # ----------------------------------------------------------------------- schedule
@@ -157,94 +155,81 @@ class Denoiser(nn.Module):
 # ----------------------------------------------------------------------- training
 
 
-def denoising_loss(net: Denoiser, sched: Schedule, x01: torch.Tensor, y: torch.Tensor, *, p_uncond: float,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mean ‖ε̂ − ε‖² on images in [0, 1].
+@dataclass(frozen=True)
+class DenoisingLoss:
+    """Mean ‖ε̂ − ε‖² on images in [0, 1] mapped to [−1, 1], at a uniform random timestep.
 
-    Single-head: each label is replaced by the null label with probability ``p_uncond``.
-    Multi-head: each image trains its class head and the null head.
+    Single-head: each label is replaced by the null label with probability ``p_uncond``
+    (classifier-free training). Multi-head: each image trains its class head and the null head.
     """
-    x = x01 * 2 - 1
-    dev = x.device
-    t = torch.randint(0, sched.steps, (len(x),), generator=generator).to(dev)
-    eps = torch.randn(x.shape, generator=generator).to(dev)
-    x_t = sched.noisy(x, t, eps)
-    if net.multi_head:
-        out = net(x_t, t)
-        idx = torch.arange(len(x), device=dev)
-        return F.mse_loss(out[idx, y], eps) + F.mse_loss(out[:, net.null_label], eps)
-    drop = (torch.rand(len(x), generator=generator) < p_uncond).to(dev)
-    y_in = torch.where(drop, torch.full_like(y, net.null_label), y)
-    return F.mse_loss(net(x_t, t, y_in), eps)
+
+    p_uncond: float = 0.1
+
+    def spec(self) -> dict:
+        return {"name": "ddpm-eps-linear", "p_uncond": self.p_uncond}
+
+    def __call__(self, net: Denoiser, x01: torch.Tensor, y: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        sched = Schedule()
+        x = x01 * 2 - 1
+        dev = x.device
+        t = torch.randint(0, sched.steps, (len(x),), generator=generator).to(dev)
+        eps = torch.randn(x.shape, generator=generator).to(dev)
+        x_t = sched.noisy(x, t, eps)
+        if net.multi_head:
+            out = net(x_t, t)
+            idx = torch.arange(len(x), device=dev)
+            return F.mse_loss(out[idx, y], eps) + F.mse_loss(out[:, net.null_label], eps)
+        drop = (torch.rand(len(x), generator=generator) < self.p_uncond).to(dev)
+        y_in = torch.where(drop, torch.full_like(y, net.null_label), y)
+        return F.mse_loss(net(x_t, t, y_in), eps)
 
 
-@dataclass
-class TrainedDenoiser:
-    model: Denoiser
-    spec: dict
-    history: dict = field(default_factory=dict)
-    from_cache: bool = False
+@dataclass(frozen=True)
+class DenoiserRecipe(TrainingRecipe):
+    """A class-conditional :class:`Denoiser` of width ``base`` trained on the denoising loss."""
+
+    base: int
+    multi_head: bool
+
+    kind: ClassVar[str] = "denoiser"
+
+    def network(self, data: Dataset) -> Denoiser:
+        return Denoiser(data.image_shape[0], data.num_classes, self.base, self.multi_head)
+
+    def ready(self, model: Denoiser) -> Denoiser:
+        model.evaluations = 0
+        return model
 
 
-def train_denoiser(net: Denoiser, data: Dataset, *, epochs: int, batch_size: int, lr: float, p_uncond: float = 0.1,
-                   seed: int = 0, progress: bool = True) -> dict:
-    """Adam with a cosine schedule on the denoising loss; returns the per-epoch mean loss."""
-    dev = model_device(net)
-    gen = torch.Generator().manual_seed(seed)
-    sched = Schedule()
-    x_all, y_all = data.train.x.to(dev), data.train.y.to(dev)
-    n = len(y_all)
-    total_steps = epochs * math.ceil(n / batch_size)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    lr_sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=0.05)
-    history: dict = {"loss": []}
-    net.train()
-    for epoch in progress_bar(range(epochs), desc="denoiser", enabled=progress, leave=False):
-        perm = torch.randperm(n, generator=gen).to(dev)
-        total = 0.0
-        for i in range(0, n, batch_size):
-            idx = perm[i:i + batch_size]
-            loss = denoising_loss(net, sched, x_all[idx], y_all[idx], p_uncond=p_uncond, generator=gen)
-            require_finite(loss, "denoiser", lr=lr, epoch=epoch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            lr_sched.step()
-            total += loss.item() * len(idx)
-        history["loss"].append(total / n)
-    net.eval()
-    net.evaluations = 0
-    return history
+@dataclass(frozen=True)
+class DenoiserWeights(AssembledRecipe):
+    """A user's multi-head :class:`Denoiser` state dict of width ``base`` (a file whose
+    bytes hash to ``digest``), for ``in_channels`` × ``num_classes`` data, loaded safely."""
 
+    path: str
+    digest: str
+    base: int
+    in_channels: int
+    num_classes: int
 
-def trained_denoiser(data: Dataset, *, base: int, multi_head: bool, epochs: int, batch_size: int, lr: float,
-                     p_uncond: float = 0.1, seed: int = 0, device="cpu", store: ArtifactStore | None = None,
-                     progress: bool = True) -> TrainedDenoiser:
-    """A denoiser trained on ``data`` (or a user's weights already in the cache), cached by its spec."""
-    store = store or ArtifactStore()
-    c = data.image_shape[0]
-    spec = {"data": data.fingerprint(), "kind": "ddpm-eps-linear", "base": base, "multi_head": multi_head,
-            "epochs": epochs, "batch_size": batch_size, "lr": lr, "p_uncond": p_uncond, "seed": seed}
+    kind: ClassVar[str] = "denoiser_weights"
 
-    def make() -> Denoiser:
-        torch.manual_seed(seed)
-        return Denoiser(c, data.num_classes, base, multi_head).to(device)
+    def spec(self) -> dict:
+        return {"recipe": self.kind, "weights": self.digest, "base": self.base}
 
-    built = []
-
-    def build() -> dict:
-        built.append(True)
-        net = make()
-        hist = train_denoiser(net, data, epochs=epochs, batch_size=batch_size, lr=lr, p_uncond=p_uncond, seed=seed,
-                              progress=progress)
-        return {"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                "history": {k: torch.tensor(v) for k, v in hist.items()}}
-
-    payload = store.get_or_build("denoiser", spec, build)
-    net = make()
-    net.load_state_dict(payload["state_dict"])
-    net.eval()
-    return TrainedDenoiser(net, spec, {k: v.tolist() for k, v in payload["history"].items()}, from_cache=not built)
+    def assemble(self, get) -> Denoiser:
+        net = Denoiser(self.in_channels, self.num_classes, self.base, multi_head=True)
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            net.load_state_dict(state.get("state_dict", state))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"denoiser_weights: no file {self.path!r}") from exc
+        except (RuntimeError, KeyError, AttributeError) as exc:
+            raise ConfigError(f"denoiser_weights {self.path!r} do not fit a multi-head Denoiser of width "
+                              f"{self.base} for {self.in_channels} channels and {self.num_classes} classes: "
+                              f"{exc}") from exc
+        return net
 
 
 # ----------------------------------------------------------------------- classifiers
@@ -366,3 +351,41 @@ class RDC(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.purify(x))
+
+
+# ----------------------------------------------------------------------- recipes
+
+
+@dataclass(frozen=True)
+class DiffusionClassifierRecipe(AssembledRecipe):
+    """The diffusion classifier on a denoiser (a :class:`DenoiserRecipe` or :class:`DenoiserWeights`)."""
+
+    denoiser: Any
+    timesteps: int
+    scale: float = 1.0
+    seed: int = 0
+    one_pass: bool | None = None
+
+    kind: ClassVar[str] = "diffusion_classifier"
+
+    def assemble(self, get) -> DiffusionClassifier:
+        return DiffusionClassifier(get(self.denoiser).model, self.timesteps, scale=self.scale, seed=self.seed,
+                                   one_pass=self.one_pass)
+
+
+@dataclass(frozen=True)
+class RDCRecipe(AssembledRecipe):
+    """RDC: ``steps`` of likelihood maximisation in the ℓ∞ ``eta``-ball, then a diffusion classifier."""
+
+    classifier: DiffusionClassifierRecipe
+    steps: int
+    eta: float
+    step_size: float
+    seed: int = 0
+    gradient: str = "bpda"
+
+    kind: ClassVar[str] = "rdc"
+
+    def assemble(self, get) -> RDC:
+        return RDC(get(self.classifier).model, steps=self.steps, eta=self.eta, step_size=self.step_size,
+                   seed=self.seed, gradient=self.gradient)

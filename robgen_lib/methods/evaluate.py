@@ -28,6 +28,11 @@ def accuracy_of(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.argmax(1) == y).float().mean())
 
 
+def clean_accuracy(model: nn.Module, split: Split, *, batch_size: int = 256) -> float:
+    """Fraction of ``split`` the model classifies correctly."""
+    return accuracy_of(predict_logits(model, split.x, batch_size), split.y)
+
+
 def identity_gap(model: nn.Module, split: Split) -> dict:
     """max |CE - (E(x,y) - E(x))| over ``split`` and the three means."""
     logits = predict_logits(model, split.x)

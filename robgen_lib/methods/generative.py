@@ -14,8 +14,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -23,13 +23,11 @@ from torch import nn
 
 from ..core.data import Dataset
 from ..core.errors import ConfigError
-from ..core.fit import require_finite
+from ..core.fit import AssembledRecipe, Optimiser, TrainingRecipe
 from ..core.models import eval_mode, last_linear
 from ..core.parallel import batch_generator
-from ..core.progress import progress_bar
-from ..core.store import ArtifactStore
 
-__all__ = ["ClassVAE", "ABS", "pixels", "FeatureSimilarity", "train_class_vaes", "trained_abs", "TrainedABS",
+__all__ = ["ClassVAE", "ABS", "pixels", "FeatureSimilarity", "ClassELBO", "ClassVAEsRecipe", "ABSRecipe",
            "reconstruction_study"]
 
 
@@ -205,83 +203,70 @@ def reconstruction_study(model: ABS, x: torch.Tensor, y: torch.Tensor, *, n_nois
             "margin": float((runner - own_s).mean()), "accuracy": float((score.argmin(1) == y).float().mean())}
 
 
-@dataclass
-class TrainedABS:
-    vaes: list
-    spec: dict
-    history: dict = field(default_factory=dict)
-    from_cache: bool = False
+@dataclass(frozen=True)
+class ClassELBO:
+    """Each class VAE's negative ELBO on the images of its class (summed per image, averaged
+    over the batch); with ``discriminative`` > 0 also that weight times the cross-entropy of
+    logits −α·s_k at the encoders' latents over all classes (E-ABS-style)."""
+
+    discriminative: float = 0.0
+    alpha: float = 1.0
+    beta: float = 1.0
+
+    def spec(self) -> dict:
+        return {"name": "class-elbo", "discriminative": self.discriminative, "alpha": self.alpha, "beta": self.beta}
+
+    def __call__(self, vaes: nn.ModuleList, x: torch.Tensor, y: torch.Tensor,
+                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        elbo = sum(vaes[k].elbo_loss(x[y == k], generator) * (y == k).sum() for k in range(len(vaes))
+                   if (y == k).any()) / len(y)
+        if self.discriminative <= 0:
+            return {"loss": elbo, "elbo": elbo}
+        scores = []
+        for v in vaes:
+            z = v.encode(x)[0]
+            scores.append((v.decode(z) - x).pow(2).flatten(1).sum(1) + self.beta * z.pow(2).sum(1))
+        ce = F.cross_entropy(-self.alpha * torch.stack(scores, 1), y)
+        return {"loss": elbo + self.discriminative * ce, "elbo": elbo, "ce": ce}
 
 
-def train_class_vaes(vaes: list[ClassVAE], data: Dataset, *, epochs: int, batch_size: int, lr: float,
-                     discriminative: float = 0.0, alpha: float = 1.0, beta: float = 1.0, seed: int = 0,
-                     progress: bool = True) -> dict:
-    """Each VAE on its own class (negative ELBO); with ``discriminative`` > 0 also the
-    cross-entropy of −α·s_k at the encoders' latents over all classes (E-ABS-style)."""
-    device = next(vaes[0].parameters()).device
-    params = [p for v in vaes for p in v.parameters()]
-    opt = torch.optim.Adam(params, lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    x_all, y_all = data.train.x.to(device), data.train.y.to(device)
-    n = len(y_all)
-    history: dict = {"elbo": [], "ce": []}
-    for v in vaes:
-        v.train()
-    for epoch in progress_bar(range(epochs), desc="class VAEs", enabled=progress, leave=False):
-        tot_elbo = tot_ce = 0.0
-        perm = torch.randperm(n, generator=gen).to(device)
-        for i in range(0, n, batch_size):
-            idx = perm[i:i + batch_size]
-            x, y = x_all[idx], y_all[idx]
-            elbo = sum(vaes[k].elbo_loss(x[y == k], gen) * (y == k).sum() for k in range(len(vaes))
-                       if (y == k).any()) / len(y)
-            loss = elbo
-            if discriminative > 0:
-                scores = []
-                for v in vaes:
-                    z = v.encode(x)[0]
-                    scores.append((v.decode(z) - x).pow(2).flatten(1).sum(1) + beta * z.pow(2).sum(1))
-                ce = F.cross_entropy(-alpha * torch.stack(scores, 1), y)
-                loss = loss + discriminative * ce
-                tot_ce += ce.item() * len(y)
-            require_finite(loss, "class VAEs", lr=lr, epoch=epoch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot_elbo += elbo.item() * len(y)
-        history["elbo"].append(tot_elbo / n)
-        history["ce"].append(tot_ce / n)
-    for v in vaes:
-        v.eval()
-    return history
+@dataclass(frozen=True)
+class ClassVAEsRecipe(TrainingRecipe):
+    """One :class:`ClassVAE` per class (latent size ``latent``, hidden ``width``), trained
+    together on :class:`ClassELBO`; the model is an ``nn.ModuleList`` indexed by class."""
+
+    latent: int
+    width: int
+
+    kind: ClassVar[str] = "class_vaes"
+
+    def describe(self) -> str:
+        return "class VAEs"
+
+    def network(self, data: Dataset) -> nn.ModuleList:
+        return nn.ModuleList([ClassVAE(data.image_shape, self.latent, self.width) for _ in range(data.num_classes)])
 
 
-def trained_abs(data: Dataset, *, latent: int, width: int, epochs: int, batch_size: int, lr: float,
-                discriminative: float = 0.0, alpha: float = 1.0, beta: float = 1.0, seed: int = 0, device="cpu",
-                store: ArtifactStore | None = None, progress: bool = True) -> TrainedABS:
-    """K class VAEs trained (or taken from the cache) for an ABS / E-ABS-style classifier."""
-    store = store or ArtifactStore()
-    spec = {"data": data.fingerprint(), "latent": latent, "width": width, "epochs": epochs,
-            "batch_size": batch_size, "lr": lr, "discriminative": discriminative, "alpha": alpha, "beta": beta,
-            "seed": seed}
+@dataclass(frozen=True)
+class ABSRecipe(AssembledRecipe):
+    """An ABS classifier over class VAEs; ``embed`` is ``None`` for the pixel similarity or a
+    classifier recipe whose features are compared; the rest are :class:`ABS`'s arguments."""
 
-    def make() -> list[ClassVAE]:
-        torch.manual_seed(seed)
-        return [ClassVAE(data.image_shape, latent, width).to(device) for _ in range(data.num_classes)]
+    vaes: ClassVAEsRecipe
+    embed: Any = None
+    alpha: float = 1.0
+    beta: float = 1.0
+    samples: int = 64
+    steps: int = 10
+    lr: float = 0.05
+    radius: float = 3.0
+    encoder_init: bool = False
+    seed: int = 0
 
-    built = []
+    kind: ClassVar[str] = "abs"
 
-    def build() -> dict:
-        built.append(True)
-        vaes = make()
-        hist = train_class_vaes(vaes, data, epochs=epochs, batch_size=batch_size, lr=lr,
-                                discriminative=discriminative, alpha=alpha, beta=beta, seed=seed, progress=progress)
-        return {"state_dicts": [{k: t.detach().cpu() for k, t in v.state_dict().items()} for v in vaes],
-                "history": {k: torch.tensor(v) for k, v in hist.items()}}
-
-    payload = store.get_or_build("class_vaes", spec, build)
-    vaes = make()
-    for v, sd in zip(vaes, payload["state_dicts"]):
-        v.load_state_dict(sd)
-        v.eval()
-    return TrainedABS(vaes, spec, {k: t.tolist() for k, t in payload["history"].items()}, from_cache=not built)
+    def assemble(self, get) -> ABS:
+        embed = pixels if self.embed is None else FeatureSimilarity(get(self.embed).model)
+        return ABS(list(get(self.vaes).model), alpha=self.alpha, beta=self.beta, n_samples=self.samples,
+                   steps=self.steps, lr=self.lr, radius=self.radius, embed=embed, encoder_init=self.encoder_init,
+                   seed=self.seed)

@@ -66,7 +66,8 @@ class JEATTraining:
                 "buffer_size": self.buffer_size, "reinit": self.reinit, "energy_penalty": self.energy_penalty,
                 "cd_weight": self.cd_weight, "seed": self.seed}
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator=None) -> torch.Tensor:
+        """The loss of one batch (JEAT draws from its own seeded generator, not the loop's)."""
         if self.buffer is None:
             self.buffer = ReplayBuffer(self.buffer_size, tuple(x.shape[1:]), self.reinit, self.gen)
         x_adv = pgd(model, x, y, eps=self.eps, step_size=self.step_size, steps=self.steps)

@@ -20,13 +20,13 @@ __all__ = ["energy_landscape", "flatness", "centre_rank"]
 
 @torch.no_grad()
 def energy_landscape(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, radius: float, n: int = 21,
-                     generator: torch.Generator | None = None) -> dict:
-    """Joint energy on an n×n grid of two random unit directions around each image.
+                     seed: int = 0) -> dict:
+    """Joint energy on an n×n grid of two random unit directions (drawn with ``seed``) around each image.
 
     Returns ``offsets`` (n,) and ``energy`` (N, n, n), rows along d₁, columns along d₂.
     """
     device = model_device(model)
-    d = torch.randn((2, *x.shape), generator=generator)
+    d = torch.randn((2, *x.shape), generator=torch.Generator().manual_seed(seed))
     d = d / d.flatten(2).norm(dim=2).view(2, len(x), *([1] * (x.dim() - 1)))
     offsets = torch.linspace(-radius, radius, n)
     a, b = torch.meshgrid(offsets, offsets, indexing="ij")
@@ -39,10 +39,11 @@ def energy_landscape(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, radi
     return {"offsets": offsets, "energy": out}
 
 
-def flatness(model: nn.Module, split: Split, *, eps: float, n_samples: int = 16,
-             generator: torch.Generator | None = None) -> dict:
-    """Mean ‖∇ₓE(x, y)‖₂ over ``split`` and mean range of E(·, y) over random points of the ε-ball."""
+def flatness(model: nn.Module, split: Split, *, eps: float, n_samples: int = 16, seed: int = 0) -> dict:
+    """Mean ‖∇ₓE(x, y)‖₂ over ``split`` and mean range of E(·, y) over ``n_samples`` random
+    points of the ε-ball (drawn with ``seed``)."""
     device = model_device(model)
+    generator = torch.Generator().manual_seed(seed)
     x, y = split.x.to(device), split.y.to(device)
     with eval_mode(model):
         xg = x.clone().requires_grad_(True)

@@ -16,17 +16,21 @@ Noise is drawn from a seeded generator per call, so results are reproducible.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from scipy.stats import beta, binomtest, norm
 from torch import nn
 
+from ..core.data import Split
 from ..core.errors import ConfigError
+from ..core.fit import AssembledRecipe
 from ..core.models import eval_mode, model_device
 from ..core.parallel import batch_generator
 from .diffusion import Schedule
 
 __all__ = ["Smoothed", "Certificate", "clopper_pearson_lower", "denoise_then_classify", "ABSTAIN", "certify_split",
+           "DenoisedRecipe", "SoftSmoothedRecipe", "certify", "largest_certifiable_radius",
            "certified_accuracy", "SoftSmoothed"]
 
 #: The label returned when the smoothed classifier abstains.
@@ -143,6 +147,19 @@ def certify_split(smoothed: Smoothed, x: torch.Tensor, y: torch.Tensor, *, n0: i
             "p_lower": torch.tensor([c.p_lower for c in certs]), "correct": label == y.cpu()}
 
 
+def certify(model: nn.Module, split: Split, *, sigma: float, num_classes: int, n0: int, n: int, alpha: float,
+            seed: int = 0) -> dict[str, torch.Tensor]:
+    """:func:`certify_split` of ``model`` smoothed at ``sigma`` over ``split`` (noise seeded per image)."""
+    smoothed = Smoothed(model, sigma, num_classes=num_classes, seed=seed)
+    return certify_split(smoothed, split.x, split.y, n0=n0, n=n, alpha=alpha)
+
+
+def largest_certifiable_radius(sigma: float, n: int, alpha: float) -> float:
+    """The largest radius ``n`` votes can certify at confidence 1 − α: all n votes agree, so the
+    Clopper–Pearson lower bound is α^(1/n) and the radius σ·Φ⁻¹(α^(1/n))."""
+    return float(sigma * norm.ppf(alpha ** (1 / n)))
+
+
 def certified_accuracy(result: dict, radii) -> list[float]:
     """Fraction of images certified correctly with a radius of at least r, for each r in ``radii``."""
     return [float((result["correct"] & (result["radius"] >= r)).float().mean()) for r in radii]
@@ -177,3 +194,35 @@ class SoftSmoothed(nn.Module):
         logits = self.base((x.unsqueeze(0) + noise).flatten(0, 1))
         probs = logits.float().softmax(-1).view(self.n, len(x), -1).mean(0)
         return probs.clamp_min(1e-12).log()
+
+
+# ----------------------------------------------------------------------- recipes
+
+
+@dataclass(frozen=True)
+class DenoisedRecipe(AssembledRecipe):
+    """``base`` (a classifier recipe) behind one denoising step of ``denoiser`` at noise σ."""
+
+    denoiser: Any
+    base: Any
+    sigma: float
+
+    kind: ClassVar[str] = "denoise_then_classify"
+
+    def assemble(self, get) -> nn.Module:
+        return denoise_then_classify(get(self.denoiser).model, get(self.base).model, self.sigma)
+
+
+@dataclass(frozen=True)
+class SoftSmoothedRecipe(AssembledRecipe):
+    """``base`` under Gaussian noise σ as a :class:`SoftSmoothed` model (``draws`` copies per call)."""
+
+    base: Any
+    sigma: float
+    draws: int
+    seed: int = 0
+
+    kind: ClassVar[str] = "soft_smoothed"
+
+    def assemble(self, get) -> SoftSmoothed:
+        return SoftSmoothed(get(self.base).model, self.sigma, n=self.draws, seed=self.seed)

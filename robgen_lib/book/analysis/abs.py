@@ -1,0 +1,300 @@
+"""Chapter 5 (analysis by synthesis): what ABS's class models see, what its inference budget
+buys, how it fares against CNNs under gradient and decision-based attacks, whether its
+adversarials morph, what oversized decoders do to its class margin, which similarity it
+should measure, and what randomized smoothing certifies.
+
+Models are passed as trained models (``TrainedModel``: their network is ``.model``)."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+
+from ...core.attacks import predict_logits
+from ...core.data import Split
+from ...core.fit import TrainedModel
+from ...core.models import model_device
+from ...methods.evaluate import knn_labels, robust_at
+from ...methods.smoothing import certified_accuracy
+from ..report import fmt_budget, markdown_table, pct, table
+from ..yardstick import prediction_cost
+
+__all__ = ["class_vaes_summary", "training_curves", "first_of_each_class", "reconstruction_grid", "ms_per_image",
+           "budget_curves", "budget_table", "budget_gain", "grid_threats", "robustness_panels", "strongest_attack",
+           "strongest_table", "robust_bars", "robust_to_both", "generative_vs_standard", "decision_excess",
+           "morphing", "adversarial_mosaic", "morph_table", "ladder_table", "ladder_panels", "ladder_ends",
+           "unseen_reconstructions", "similarity_results", "similarity_table", "best_metric", "radius_grid",
+           "certified_curves", "certified_table", "certified_at"]
+
+
+# -- the class models -------------------------------------------------------------------
+
+def class_vaes_summary(models: Mapping[str, TrainedModel], *, latent: int, width: int) -> str:
+    """One line on the class VAEs: how many per model, their size and parameter count
+    (of class 0's VAE), and whether all of ``models`` came from the cache."""
+    first = next(iter(models.values())).model
+    n_params = sum(p.numel() for p in first[0].parameters())
+    cached = all(m.from_cache for m in models.values())
+    return (f"{len(first)} class VAEs, latent {latent}, width {width}, {n_params:,} parameters each; "
+            + ("from cache" if cached else "trained now"))
+
+
+def training_curves(abs_vaes: TrainedModel, eabs_vaes: TrainedModel) -> tuple[list[int], dict[str, list[float]]]:
+    """The epochs and the per-epoch training losses to plot: both models' negative ELBO and
+    the E-ABS-style cross-entropy term; ``([], {})`` when no training history was recorded."""
+    elbo = abs_vaes.history.get("elbo")
+    if not elbo:
+        return [], {}
+    return list(range(1, len(elbo) + 1)), {"ABS: negative ELBO": elbo,
+                                           "E-ABS-style: negative ELBO": eabs_vaes.history["elbo"],
+                                           "E-ABS-style: cross-entropy term": eabs_vaes.history["ce"]}
+
+
+def first_of_each_class(split: Split, num_classes: int, *, n: int) -> torch.Tensor:
+    """The first image of each class 0, 1, … in ``split`` (classes with no image are skipped), at most ``n``."""
+    idx = torch.cat([(split.y == k).nonzero()[:1, 0] for k in range(num_classes)])[:n]
+    return split.x[idx]
+
+
+def reconstruction_grid(models: Mapping[str, TrainedModel], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per model, one row per image of ``x``: the image, then every class model's best
+    reconstruction of it (class 0 … K−1), flattened to a list of images for a mosaic."""
+    x = x.to(model_device(next(iter(models.values())).model))
+    out = {}
+    for name, m in models.items():
+        recon = m.model.explain(x)["recon"].cpu()                        # (n, K, C, H, W)
+        out[f"{name}: input | class 0 … {recon.shape[1] - 1}"] = torch.cat([x.cpu().unsqueeze(1), recon], 1).flatten(0, 1)
+    return out
+
+
+# -- the inference budget ----------------------------------------------------------------
+
+def ms_per_image(models: Mapping, x: torch.Tensor) -> dict:
+    """Wall time of one batched prediction of ``x``, in ms per image, for each model (after
+    a warm-up pass; see :func:`~robgen_lib.book.yardstick.prediction_cost`). Machine-dependent."""
+    return {key: prediction_cost(m.model, x)["ms"] for key, m in models.items()}
+
+
+def budget_curves(accuracy: Mapping[tuple, float], step_grid: Sequence[int],
+                  sample_grid: Sequence[int]) -> dict[str, list[float]]:
+    """Clean accuracy (%) against the number of prior samples N, one line per Adam-step count;
+    ``accuracy`` is keyed by (steps, N)."""
+    return {f"{s} Adam steps": [100 * accuracy[(s, n)] for n in sample_grid] for s in step_grid}
+
+
+def budget_table(accuracy: Mapping[tuple, float], ms: Mapping[tuple, float], step_grid: Sequence[int],
+                 sample_grid: Sequence[int]):
+    """Clean accuracy and (in brackets) ms per image, one row per Adam-step count, one column per N."""
+    return table({s: {f"N = {n}": f"{pct(accuracy[(s, n)])} ({ms[(s, n)]:.1f} ms)" for n in sample_grid}
+                  for s in step_grid}, "Adam steps")
+
+
+def budget_gain(accuracy: Mapping[tuple, float], step_grid: Sequence[int], sample_grid: Sequence[int]) -> dict:
+    """The smallest budget (first step count, first N of the grids) and the largest (last
+    of each): ``low`` / ``high`` as (steps, N), with their clean accuracies ``low_accuracy``
+    / ``high_accuracy``."""
+    low, high = (step_grid[0], sample_grid[0]), (step_grid[-1], sample_grid[-1])
+    return {"low": low, "high": high, "low_accuracy": accuracy[low], "high_accuracy": accuracy[high]}
+
+
+# -- robustness against CNNs -------------------------------------------------------------
+
+def grid_threats(grids: Mapping[str, tuple[str, Sequence[float]]]) -> dict[tuple, dict]:
+    """Every budget of every norm's grid as a threat: (title, ε) → {"norm", "eps"};
+    ``grids``: title → (norm, budgets)."""
+    return {(t, e): {"norm": norm, "eps": e} for t, (norm, g) in grids.items() for e in g}
+
+
+def robustness_panels(curves: Mapping[tuple, dict], grids: Mapping[str, tuple[str, Sequence[float]]],
+                      names: Sequence[str], *, steps: int) -> dict:
+    """The ``x``, ``data`` and ``xlabel`` of :func:`~robgen_lib.book.plots.panels`: one panel
+    per norm, robust accuracy (%) against ε for each model; ``curves`` is keyed by
+    (model, (title, ε)) as :func:`grid_threats` names the threats."""
+    titles = {t: f"{t} PGD-{steps}" for t in grids}
+    return {"x": {titles[t]: list(g) for t, (_, g) in grids.items()},
+            "data": {titles[t]: {n: [100 * curves[(n, (t, e))]["robust_accuracy"] for e in g] for n in names}
+                     for t, (_, g) in grids.items()},
+            "xlabel": {titles[t]: f"{t} budget ε" for t in grids}}
+
+
+def strongest_attack(pgd: Mapping[tuple, dict], decision: Mapping[tuple, dict],
+                     threats: Mapping[str, dict]) -> dict[tuple, dict]:
+    """Per (model, threat), the fractions of images that are ``clean``-correct, robust to
+    ``pgd`` (CE and DLR, restarts), robust to the ``decision``-based attack (correct and no
+    adversarial within ε), robust to ``both`` (survives each); and the ``median`` distance of
+    the decision-based adversarials over the correctly classified images (NaN if none)."""
+    out = {}
+    for (n, t), d in decision.items():
+        pgd_ok, dec_ok = pgd[(n, t)]["robust"], robust_at(d, threats[t]["eps"])
+        out[(n, t)] = {"clean": float(d["clean"].float().mean()), "pgd": float(pgd_ok.float().mean()),
+                       "decision": float(dec_ok.float().mean()), "both": float((pgd_ok & dec_ok).float().mean()),
+                       "median": float(d["dist"][d["clean"]].median()) if d["clean"].any() else float("nan")}
+    return out
+
+
+def strongest_table(robust: Mapping[tuple, dict], threats: Mapping[str, dict], names: Sequence[str]):
+    """Clean accuracy, then per threat the robust accuracy under PGD, the decision-based attack and both."""
+    first = next(iter(threats))
+    return table({n: {"clean": pct(robust[(n, first)]["clean"]),
+                      **{f"{t} ε = {fmt_budget(th['eps'])}: {label}": pct(robust[(n, t)][a]) for t, th in threats.items()
+                         for a, label in (("pgd", "PGD"), ("decision", "decision-based"), ("both", "both"))}}
+                  for n in names}, "model")
+
+
+def robust_bars(robust: Mapping[tuple, dict], threats: Mapping[str, dict]) -> dict[str, dict[str, float]]:
+    """Robust accuracy (%) against both attacks, one group per threat, one bar per model."""
+    return {f"{t} ε = {fmt_budget(th['eps'])}": {n: 100 * r["both"] for (n, tt), r in robust.items() if tt == t}
+            for t, th in threats.items()}
+
+
+def robust_to_both(robust: Mapping[tuple, dict]) -> dict[tuple, float]:
+    """(model, threat) → fraction of images robust to both the PGD and the decision-based attack."""
+    return {k: v["both"] for k, v in robust.items()}
+
+
+def generative_vs_standard(both: Mapping[tuple, float], threats: Sequence[str], *,
+                           generative: Sequence[str] = ("ABS", "E-ABS-style"), standard: str = "standard CNN") -> dict:
+    """Whether every generative model is strictly more robust than the standard CNN under every
+    threat (``holds``), and the numbers as one line (``measured``)."""
+    return {"holds": all(both[(g, t)] > both[(standard, t)] for g in generative for t in threats),
+            "measured": "; ".join(f"{t}: " + ", ".join(f"{g} {pct(both[(g, t)])}" for g in generative)
+                                  + f", CNN {pct(both[(standard, t)])}" for t in threats)}
+
+
+def decision_excess(robust: Mapping[tuple, dict], threats: Sequence[str], *,
+                    models: Sequence[str] = ("ABS", "E-ABS-style")) -> dict:
+    """How much more the decision-based attack breaks than PGD: per (model, threat) the excess
+    = PGD robust accuracy − decision-based robust accuracy; returns the ``worst`` (model,
+    threat) — the largest excess, the first in model-then-threat order on a tie — and its ``excess``."""
+    excess = {(n, t): robust[(n, t)]["pgd"] - robust[(n, t)]["decision"] for n in models for t in threats}
+    worst = max(excess, key=excess.get)
+    return {"worst": worst, "excess": excess[worst]}
+
+
+# -- adversarials that morph -------------------------------------------------------------
+
+def morphing(models: Mapping[str, TrainedModel], adversarials: Mapping[str, torch.Tensor], y: torch.Tensor,
+             train: Split, *, k: int = 5) -> dict[str, dict]:
+    """Per model: the fraction of its adversarials that fool it (``fooled``), and among those
+    the fraction whose ``k``-nearest-training-images label equals the label the model now
+    predicts (``judge_agrees``, 0 if none fooled) — the adversarial *looks like* its new class."""
+    out = {}
+    for name, xa in adversarials.items():
+        pred = predict_logits(models[name].model, xa, 256).argmax(1)
+        fooled = pred != y
+        judge = knn_labels(xa, train.x, train.y, k=k)
+        out[name] = {"fooled": float(fooled.float().mean()),
+                     "judge_agrees": float((judge[fooled] == pred[fooled]).float().mean()) if fooled.any() else 0.0}
+    return out
+
+
+def adversarial_mosaic(originals: torch.Tensor, adversarials: Mapping[str, torch.Tensor], n: int) -> dict:
+    """The first ``n`` originals and each model's first ``n`` adversarials, as mosaic columns."""
+    return {"original": originals[:n], **{name: xa[:n] for name, xa in adversarials.items()}}
+
+
+def morph_table(morph: Mapping[str, dict], eps: float):
+    """Per model: fooled rate and how often the nearest-neighbour judge sees the adversarial class."""
+    return table({n: {f"fooled at ℓ2 ε = {fmt_budget(eps)}": pct(m["fooled"]),
+                      "judge sees the adversarial class": pct(m["judge_agrees"])} for n, m in morph.items()}, "model")
+
+
+# -- out-of-domain reconstructions -------------------------------------------------------
+
+VARIANTS = {"abs": "ABS", "eabs": "E-ABS-style"}
+
+
+def ladder_table(results: Mapping[tuple, dict]):
+    """One row per decoder of a ladder of :func:`~robgen_lib.methods.generative.reconstruction_study`
+    results: own-class, other-class and noise errors, other / own, margin, accuracy. Keys are
+    (latent, width, variant) — then a "model" column names the variant — or (latent, width)."""
+    from IPython.display import Markdown   # the book's extras (ipykernel); the library runs without them
+
+    with_model = any(len(key) > 2 for key in results)
+    headers = ["latent, width"] + (["model"] if with_model else []) + \
+              ["own class", "other classes", "noise", "other / own", "margin", "accuracy"]
+    rows = [[f"{key[0]}, {key[1]}"] + ([VARIANTS[key[2]]] if with_model else []) +
+            [f"{o['own']:.2f}", f"{o['other']:.2f}", f"{o['noise']:.2f}", f"{o['other'] / o['own']:.2f}",
+             f"{o['margin']:.2f}", pct(o["accuracy"])] for key, o in results.items()]
+    return Markdown(markdown_table(headers, rows))
+
+
+def ladder_panels(results: Mapping[tuple, dict], sizes: Sequence[tuple[int, int]]) -> dict:
+    """The ``x`` and ``data`` of :func:`~robgen_lib.book.plots.panels`: the other / own error
+    ratio and the class margin against the decoder size (latent / width), per variant."""
+    return {"x": [f"{lat}/{w}" for lat, w in sizes],
+            "data": {"other / own error": {name: [results[(lat, w, v)]["other"] / results[(lat, w, v)]["own"]
+                                                  for lat, w in sizes] for v, name in VARIANTS.items()},
+                     "class margin": {name: [results[(lat, w, v)]["margin"] for lat, w in sizes]
+                                      for v, name in VARIANTS.items()}}}
+
+
+def ladder_ends(results: Mapping[tuple, dict], sizes: Sequence[tuple[int, int]]) -> dict:
+    """The smallest and the largest decoder of the ladder (``small`` / ``large``: (latent,
+    width)); ABS at each (``abs_small``, ``abs_large``) and E-ABS-style at the largest
+    (``eabs_large``), each study with its ratios ``other_own`` = other / own and
+    ``noise_own`` = noise / own added."""
+    def with_ratios(o):
+        return {**o, "other_own": o["other"] / o["own"], "noise_own": o["noise"] / o["own"]}
+
+    small, large = sizes[0], sizes[-1]
+    return {"small": small, "large": large, "abs_small": with_ratios(results[(*small, "abs")]),
+            "abs_large": with_ratios(results[(*large, "abs")]), "eabs_large": with_ratios(results[(*large, "eabs")])}
+
+
+def unseen_reconstructions(models: Mapping[str, TrainedModel], split: Split, num_classes: int, *, n: int,
+                           seed: int) -> dict[str, torch.Tensor]:
+    """What decoders make of images they were not trained on: the first ``n`` images of the
+    class k of ``split``'s first image, explained by class k + 1's model; and ``n`` uniform-noise
+    images (seeded), explained by class 0's model — per model (label → ABS model)."""
+    device = model_device(next(iter(models.values())).model)
+    k0 = int(split.y[0])
+    k1 = (k0 + 1) % num_classes
+    xs = split.x[split.y == k0][:n].to(device)
+    noise = torch.rand((n, *split.x.shape[1:]), generator=torch.Generator().manual_seed(seed)).to(device)
+    panel = {f"class {k0} images": xs.cpu(), "noise": noise.cpu()}
+    for label, m in models.items():
+        panel[f"{label}: class {k1}'s model"] = m.model.explain(xs)["recon"][:, k1].cpu()
+        panel[f"{label}: noise by class 0"] = m.model.explain(noise)["recon"][:, 0].cpu()
+    return panel
+
+
+# -- the similarity metric ---------------------------------------------------------------
+
+def similarity_results(clean: Mapping[str, float], robust: Mapping[tuple, dict], threat: str = "ℓ2") -> dict:
+    """Per similarity: ``clean`` accuracy and robust accuracy under ``threat`` (keyed by the threat's name)."""
+    return {n: {"clean": acc, threat: robust[(n, threat)]["robust_accuracy"]} for n, acc in clean.items()}
+
+
+def similarity_table(sims: Mapping[str, dict], robust_header: str, threat: str = "ℓ2"):
+    """Clean and robust accuracy per similarity metric."""
+    return table({n: {"clean": pct(s["clean"]), robust_header: pct(s[threat])} for n, s in sims.items()}, "similarity")
+
+
+def best_metric(sims: Mapping[str, dict], candidates: Sequence[str], threat: str = "ℓ2") -> str:
+    """The candidate with the highest robust accuracy under ``threat`` (the first on a tie)."""
+    return max(candidates, key=lambda n: sims[n][threat])
+
+
+# -- randomized smoothing ----------------------------------------------------------------
+
+def radius_grid(r_max: float, points: int = 11) -> list[float]:
+    """``points`` radii evenly from 0 to ``r_max``, rounded to 4 decimals."""
+    return [round(r_max * i / (points - 1), 4) for i in range(points)]
+
+
+def certified_curves(certs: Mapping[str, dict], radii: Sequence[float]) -> dict[str, list[float]]:
+    """Certified accuracy (%) at each radius, per base classifier."""
+    return {n: [100 * a for a in certified_accuracy(c, radii)] for n, c in certs.items()}
+
+
+def certified_table(certs: Mapping[str, dict], radii: Sequence[float]):
+    """Certified accuracy at a few radii and the abstention rate (label −1), per base classifier."""
+    return table({n: {**{f"r ≥ {r:g}": pct(a) for r, a in zip(radii, certified_accuracy(c, radii))},
+                      "abstained": pct(float((c["label"] < 0).float().mean()))} for n, c in certs.items()},
+                 "base classifier")
+
+
+def certified_at(certs: Mapping[str, dict], radius: float) -> dict[str, float]:
+    """Certified accuracy at one radius, per base classifier."""
+    return {n: certified_accuracy(c, [radius])[0] for n, c in certs.items()}

@@ -1,0 +1,171 @@
+"""The book's models by name: each name turns a chapter's knobs into a recipe.
+
+    recipe(cfg, data, "robust")                        # the profile's PGD-trained classifier
+    recipe(cfg, data, "noise", sigma=0.25)             # Gaussian-noise training at σ
+    recipe(cfg, data, "rdc", eta=0.1)                  # RDC with another LM budget
+    recipe(cfg, data, "abs", embed="robust")           # ABS comparing robust-CNN features
+    recipe(cfg, data, "denoised", base="standard", sigma=0.25)
+
+A recipe's fields are its cache spec (see :mod:`robgen_lib.core.fit`); the chapter obtains
+it with ``ch.model(name, **options)``. To add a kind of model: write its recipe next to its
+method, then one function here and one line in :data:`RECIPES`.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Any, Callable
+
+from ..core.data import Dataset
+from ..core.errors import ConfigError
+from ..core.fit import ClassifierRecipe, NoiseTraining, Optimiser, PGDTraining, Standard, default_augment
+from ..core.store import file_digest
+from ..methods.diffusion import DenoiserRecipe, DenoiserWeights, DenoisingLoss, DiffusionClassifierRecipe, RDCRecipe
+from ..methods.generative import ABSRecipe, ClassELBO, ClassVAEsRecipe
+from ..methods.jeat import JEATTraining
+from ..methods.smoothing import DenoisedRecipe, SoftSmoothedRecipe
+from .knobs import Config
+
+__all__ = ["RECIPES", "recipe", "SCORER_SEED_OFFSET"]
+
+#: Offset of the scorers' seeds: the classifiers that rate samples are trained apart from every generator.
+SCORER_SEED_OFFSET = 1000
+
+
+def _classifier(c: Config, data: Dataset, objective, *, robust: bool, seed: int | None, epochs: int | None = None,
+                lr: float | None = None) -> ClassifierRecipe:
+    return ClassifierRecipe(
+        c.robust_model if robust else c.model, objective=objective,
+        epochs=(c.robust_epochs if robust else c.epochs) if epochs is None else epochs, batch_size=c.batch_size,
+        optimiser=Optimiser("sgd", c.lr if lr is None else lr, weight_decay=c.weight_decay),
+        seed=c.seed if seed is None else seed, augment=default_augment(data))
+
+
+def _pgd(c: Config) -> PGDTraining:
+    return PGDTraining(c.train_eps, c.train_step_size, c.train_steps)
+
+
+def standard(c, data, *, seed=None):
+    """Cross-entropy training of the profile's ``model``."""
+    return _classifier(c, data, Standard(), robust=False, seed=seed)
+
+
+def robust(c, data, *, seed=None):
+    """PGD adversarial training (``train_eps``, ``train_step_size``, ``train_steps``) of ``robust_model``."""
+    return _classifier(c, data, _pgd(c), robust=True, seed=seed)
+
+
+def noise(c, data, *, sigma, seed=None):
+    """Training on x + N(0, σ²I); σ = 0 is the standard model itself."""
+    if sigma is None or not 0.0 <= float(sigma) <= 10.0:
+        raise ConfigError(f"the noise-trained classifier needs sigma in [0, 10], got {sigma!r}")
+    if float(sigma) == 0.0:
+        return standard(c, data, seed=seed)
+    return _classifier(c, data, NoiseTraining(float(sigma)), robust=False, seed=seed)
+
+
+def jeat(c, data, *, seed=None):
+    """JEAT (chapter 3): PGD training plus SGLD contrastive divergence on E(x)."""
+    seed = c.seed if seed is None else seed
+    objective = JEATTraining(c.train_eps, c.train_step_size, c.train_steps, sgld_steps=c.sgld_steps,
+                             sgld_step=c.sgld_step, sgld_noise=c.sgld_noise, buffer_size=c.buffer_size,
+                             reinit=c.reinit, energy_penalty=c.energy_penalty, cd_weight=c.cd_weight, seed=seed)
+    return _classifier(c, data, objective, robust=True, seed=seed, epochs=c.jeat_epochs, lr=c.jeat_lr)
+
+
+def scorer(c, data, *, seed=None):
+    """A standard classifier with its own seed, used only to rate samples (chapter 3)."""
+    return standard(c, data, seed=(c.seed if seed is None else seed) + SCORER_SEED_OFFSET)
+
+
+def robust_scorer(c, data, *, seed=None):
+    """A PGD-trained classifier with its own seed, used only to rate samples (chapter 3)."""
+    return robust(c, data, seed=(c.seed if seed is None else seed) + SCORER_SEED_OFFSET)
+
+
+def denoiser(c, data):
+    """The multi-head class-conditional denoiser: trained, or a user's ``denoiser_weights``."""
+    if c.denoiser_weights:
+        if not os.path.isfile(c.denoiser_weights):
+            raise ConfigError(f"denoiser_weights: no file {c.denoiser_weights!r}")
+        return DenoiserWeights(c.denoiser_weights, file_digest(c.denoiser_weights), c.den_width,
+                               data.image_shape[0], data.num_classes)
+    return DenoiserRecipe(c.den_width, True, objective=DenoisingLoss(0.1), epochs=c.den_epochs,
+                          batch_size=c.batch_size, optimiser=Optimiser("adam", c.den_lr, warmup=0.05), seed=c.seed)
+
+
+def dc(c, data, *, timesteps=None, one_pass=None):
+    """The diffusion classifier on the profile's denoiser (``timesteps`` evaluation points)."""
+    return DiffusionClassifierRecipe(denoiser(c, data), c.timesteps if timesteps is None else timesteps,
+                                     scale=c.clf_scale, seed=c.seed, one_pass=one_pass)
+
+
+def rdc(c, data, *, gradient=None, eta=None, steps=None, timesteps=None):
+    """Likelihood maximisation (the profile's ``lm_*`` unless given), then the diffusion classifier."""
+    return RDCRecipe(dc(c, data, timesteps=timesteps), steps=c.lm_steps if steps is None else steps,
+                     eta=c.lm_eta if eta is None else eta, step_size=c.lm_step, seed=c.seed,
+                     gradient=c.lm_gradient if gradient is None else gradient)
+
+
+def class_vaes(c, data, *, discriminative=False, latent=None, width=None, epochs=None):
+    """K class VAEs (``abs_*`` knobs); ``discriminative`` adds the E-ABS-style term (``eabs_weight``)."""
+    objective = ClassELBO(c.eabs_weight if discriminative else 0.0, c.abs_alpha, c.abs_beta)
+    return ClassVAEsRecipe(latent or c.abs_latent, width or c.abs_width, objective=objective,
+                           epochs=epochs or c.abs_epochs, batch_size=c.batch_size,
+                           optimiser=Optimiser("adam", c.abs_lr, schedule="constant"), seed=c.seed)
+
+
+EMBEDS = ("pixels", "standard", "robust")
+
+
+def _abs(c, data, *, discriminative, embed="pixels", samples=None, steps=None, latent=None, width=None, epochs=None):
+    if embed not in EMBEDS:
+        raise ConfigError(f"unknown similarity {embed!r}; allowed: {', '.join(map(repr, EMBEDS))}")
+    vaes = class_vaes(c, data, discriminative=discriminative, latent=latent, width=width, epochs=epochs)
+    return ABSRecipe(vaes, None if embed == "pixels" else RECIPES[embed](c, data), alpha=c.abs_alpha,
+                     beta=c.abs_beta, samples=samples or c.abs_samples, steps=c.abs_steps if steps is None else steps,
+                     lr=c.abs_search_lr, radius=c.abs_radius, encoder_init=discriminative, seed=c.seed)
+
+
+def abs_(c, data, **options):
+    """ABS over generatively trained class VAEs; ``embed``: ``pixels``, or chapter 1's
+    ``standard`` / ``robust`` CNN's features; ``samples`` / ``steps``: the search budget;
+    ``latent`` / ``width`` / ``epochs``: other class VAEs."""
+    return _abs(c, data, discriminative=False, **options)
+
+
+def eabs(c, data, **options):
+    """The E-ABS-style variant: discriminatively trained VAEs, encoder-initialised search."""
+    return _abs(c, data, discriminative=True, **options)
+
+
+def denoised(c, data, *, sigma, base="standard"):
+    """The classifier ``base`` behind one denoising step of the profile's denoiser at σ."""
+    return DenoisedRecipe(denoiser(c, data), RECIPES[base](c, data), float(sigma))
+
+
+def smoothed(c, data, *, sigma, base="noise"):
+    """``base`` (default: trained with noise of the same σ) under Gaussian noise σ, as a
+    stochastic differentiable model averaging ``smooth_draws`` draws per call."""
+    base_recipe = noise(c, data, sigma=sigma) if base == "noise" else RECIPES[base](c, data)
+    return SoftSmoothedRecipe(base_recipe, float(sigma), c.smooth_draws, seed=c.seed)
+
+
+#: name → function(cfg, data, **options) -> recipe
+RECIPES: dict[str, Callable[..., Any]] = {
+    "standard": standard, "robust": robust, "noise": noise, "jeat": jeat, "scorer": scorer,
+    "robust_scorer": robust_scorer, "denoiser": denoiser, "dc": dc, "rdc": rdc, "class_vaes": class_vaes,
+    "abs": abs_, "eabs": eabs, "denoised": denoised, "smoothed": smoothed,
+}
+
+
+def recipe(cfg: Config, data: Dataset, name: str, **options):
+    """The recipe called ``name`` for this configuration and data."""
+    if name not in RECIPES:
+        close = difflib.get_close_matches(name, list(RECIPES), n=1)
+        raise ConfigError(f"unknown model {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+                          + f" (known: {', '.join(RECIPES)})")
+    try:
+        return RECIPES[name](cfg, data, **options)
+    except TypeError as exc:
+        raise ConfigError(f"model {name!r}: {exc}") from None

@@ -1,0 +1,99 @@
+"""One way to cache an evaluation: its key is derived from the call itself.
+
+    cached_call(store, energy_path, model, split, record, eps=8 / 255, step_size=2 / 255)
+
+runs ``energy_path`` once and afterwards reads its result from the artifact store. The key
+is the function's qualified name and every argument bound to its signature, defaults
+included (so changing a default changes the key):
+
+* plain values — numbers, strings, ``None``, lists, tuples and dicts of them — as they are;
+* a trained model (:class:`~robgen_lib.core.fit.TrainedModel`) by its spec; the function is
+  called with its network;
+* data — a split or a dataset — by its fingerprint;
+* a recipe, loss or objective by its ``spec()``;
+* a module-level function (e.g. a loss such as ``ce_loss``) by its qualified name;
+* a tensor by the SHA-256 of its bytes.
+
+Anything else — a network without a spec, a lambda, a random generator — is refused with a
+message naming the argument, because nothing says what it is. ``progress`` (a progress bar)
+is left out of the key.
+
+A result that is a dict of tensors and plain data is stored as it is; any other result (a
+tensor, a number, a tuple) is stored under ``"value"`` and handed back unwrapped.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .fit import TrainedModel
+from .store import ArtifactStore
+
+__all__ = ["cached_call", "call_key"]
+
+#: Arguments that do not change what a function returns.
+NOT_IN_KEY = frozenset({"progress"})
+
+
+def _key_of(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, TrainedModel):
+        return {"model": value.spec}
+    if isinstance(value, (list, tuple)):
+        return [_key_of(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {str(k): _key_of(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, torch.Tensor):
+        data = value.detach().cpu().contiguous()
+        return {"tensor": list(data.shape), "dtype": str(data.dtype),
+                "sha256": hashlib.sha256(data.numpy().tobytes()).hexdigest()}
+    if callable(getattr(value, "fingerprint", None)):
+        return {"data": value.fingerprint()}
+    if callable(getattr(value, "spec", None)):
+        return {"spec": value.spec()}
+    if inspect.isfunction(value) and "<" not in value.__qualname__:
+        return {"function": f"{value.__module__}.{value.__qualname__}"}
+    what = "a network" if isinstance(value, nn.Module) else f"a {type(value).__name__}"
+    raise TypeError(f"cannot derive a cache key from {where}: it is {what} without a spec; pass a trained "
+                    f"model, data, plain values, or an object with spec()")
+
+
+def _call_value(value: Any) -> Any:
+    """What the function receives: trained models become their networks."""
+    if isinstance(value, TrainedModel):
+        return value.model
+    if isinstance(value, list):
+        return [_call_value(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_call_value(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _call_value(v) for k, v in value.items()}
+    return value
+
+
+def call_key(fn: Callable, *args, **kwargs) -> dict:
+    """The cache spec of ``fn(*args, **kwargs)`` (see the module docstring)."""
+    if not inspect.isfunction(fn) or "<" in fn.__qualname__:
+        raise TypeError(f"cached_call needs a module-level function, got {fn!r}")
+    bound = inspect.signature(fn).bind(*args, **kwargs)
+    bound.apply_defaults()
+    arguments = {name: _key_of(value, f"argument {name!r} of {fn.__name__}")
+                 for name, value in bound.arguments.items() if name not in NOT_IN_KEY}
+    return {"function": f"{fn.__module__}.{fn.__qualname__}", "arguments": arguments}
+
+
+def cached_call(store: ArtifactStore, fn: Callable, *args, **kwargs) -> Any:
+    """``fn(*args, **kwargs)``, computed once and then read from ``store``."""
+    spec = call_key(fn, *args, **kwargs)
+
+    def build() -> dict:
+        result = fn(*_call_value(args), **_call_value(kwargs))
+        return result if isinstance(result, dict) else {"value": result}
+
+    payload = store.get_or_build(fn.__name__, spec, build)
+    return payload["value"] if set(payload) == {"value"} else payload

@@ -1,0 +1,120 @@
+"""Chapter 5's analysis functions on small hand-made results."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from robgen_lib.book.analysis import abs as abs_analysis
+from robgen_lib.core.data import Split
+from robgen_lib.core.fit import TrainedModel
+
+T = torch.tensor
+
+
+def test_budget_gain_compares_the_smallest_and_the_largest_budget():
+    acc = {(0, 1): 0.5, (0, 8): 0.9, (5, 1): 0.7, (5, 8): 0.8}
+    gain = abs_analysis.budget_gain(acc, [0, 5], [1, 8])
+    assert gain == {"low": (0, 1), "high": (5, 8), "low_accuracy": 0.5, "high_accuracy": 0.8}
+    assert abs_analysis.budget_curves(acc, [0, 5], [1, 8]) == {"0 Adam steps": [50.0, 90.0],
+                                                              "5 Adam steps": [70.0, 80.0]}
+
+
+def test_strongest_attack_counts_an_image_robust_only_if_it_survives_both_attacks():
+    pgd = {("m", "ℓ2"): {"robust": T([True, True, False, False])}}
+    decision = {("m", "ℓ2"): {"clean": T([True, True, True, False]), "dist": T([0.2, 0.9, 1.0, 5.0])}}
+    r = abs_analysis.strongest_attack(pgd, decision, {"ℓ2": {"norm": "l2", "eps": 0.5}})[("m", "ℓ2")]
+    assert r["clean"] == 0.75
+    assert r["pgd"] == 0.5
+    assert r["decision"] == 0.5        # correct and no adversarial within ε: images 1 and 2
+    assert r["both"] == 0.25           # only image 1
+    assert r["median"] == pytest.approx(0.9)    # over the three correctly classified images
+
+
+def test_strongest_attack_median_is_nan_without_a_correct_image():
+    pgd = {("m", "ℓ2"): {"robust": T([False])}}
+    decision = {("m", "ℓ2"): {"clean": T([False]), "dist": T([0.0])}}
+    assert math.isnan(abs_analysis.strongest_attack(pgd, decision, {"ℓ2": {"eps": 0.1}})[("m", "ℓ2")]["median"])
+
+
+def test_decision_excess_finds_the_largest_excess_and_breaks_ties_in_model_then_threat_order():
+    rob = {("ABS", "ℓ2"): {"pgd": 0.75, "decision": 0.5}, ("ABS", "ℓ∞"): {"pgd": 0.5, "decision": 0.625},
+           ("E-ABS-style", "ℓ2"): {"pgd": 0.5, "decision": 0.25}, ("E-ABS-style", "ℓ∞"): {"pgd": 0.5, "decision": 0.5}}
+    out = abs_analysis.decision_excess(rob, ["ℓ2", "ℓ∞"])
+    assert out["worst"] == ("ABS", "ℓ2")
+    assert out["excess"] == 0.25
+    rob[("ABS", "ℓ2")]["decision"] = 0.75
+    assert abs_analysis.decision_excess(rob, ["ℓ2", "ℓ∞"]) == {"worst": ("E-ABS-style", "ℓ2"), "excess": 0.25}
+
+
+def test_generative_vs_standard_needs_every_generative_model_above_the_cnn_under_every_threat():
+    both = {("ABS", "ℓ2"): 0.7, ("E-ABS-style", "ℓ2"): 0.8, ("standard CNN", "ℓ2"): 0.5,
+            ("ABS", "ℓ∞"): 0.4, ("E-ABS-style", "ℓ∞"): 0.6, ("standard CNN", "ℓ∞"): 0.4}
+    out = abs_analysis.generative_vs_standard(both, ["ℓ2", "ℓ∞"])
+    assert not out["holds"]           # ABS only ties the CNN in ℓ∞
+    assert out["measured"] == ("ℓ2: ABS 70.0 %, E-ABS-style 80.0 %, CNN 50.0 %; "
+                               "ℓ∞: ABS 40.0 %, E-ABS-style 60.0 %, CNN 40.0 %")
+    both[("ABS", "ℓ∞")] = 0.41
+    assert abs_analysis.generative_vs_standard(both, ["ℓ2", "ℓ∞"])["holds"]
+
+
+class Fixed(nn.Module):
+    """Predicts the class stored for each image's first pixel value."""
+
+    def __init__(self, label_of: dict):
+        super().__init__()
+        self.label_of = label_of
+        self.anchor = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        labels = torch.tensor([self.label_of[round(float(v), 3)] for v in x.flatten(1)[:, 0]])
+        return nn.functional.one_hot(labels, 3).float()
+
+
+def test_morphing_measures_the_judge_only_on_the_fooling_adversarials():
+    train = Split(T([[0.0], [0.1], [1.0], [1.1], [2.0], [2.1]]).view(6, 1, 1, 1), T([0, 0, 1, 1, 2, 2]))
+    adv = T([[0.05], [1.05], [2.05], [1.0]]).view(4, 1, 1, 1)   # look like classes 0, 1, 2, 1
+    y = T([0, 0, 0, 2])
+    model = TrainedModel(Fixed({0.05: 0, 1.05: 1, 2.05: 1, 1.0: 1}), {})   # fooled on images 1, 2, 3
+    out = abs_analysis.morphing({"m": model}, {"m": adv}, y, train, k=1)["m"]
+    assert out["fooled"] == 0.75
+    assert out["judge_agrees"] == pytest.approx(2 / 3)   # image 2 looks like a 2 but was called a 1
+    unfooled = TrainedModel(Fixed({0.05: 0, 1.05: 0, 2.05: 0, 1.0: 2}), {})
+    assert abs_analysis.morphing({"m": unfooled}, {"m": adv}, y, train, k=1)["m"] == {"fooled": 0.0,
+                                                                                      "judge_agrees": 0.0}
+
+
+def test_ladder_ends_adds_the_error_ratios_of_the_smallest_and_largest_decoders():
+    study = {"own": 2.0, "other": 5.0, "noise": 10.0, "margin": 1.0, "accuracy": 0.9}
+    results = {(2, 16, "abs"): study, (2, 16, "eabs"): study, (32, 256, "abs"): {**study, "other": 3.0},
+               (32, 256, "eabs"): {**study, "margin": 2.0}}
+    ends = abs_analysis.ladder_ends(results, [(2, 16), (32, 256)])
+    assert (ends["small"], ends["large"]) == ((2, 16), (32, 256))
+    assert ends["abs_small"]["other_own"] == 2.5 and ends["abs_small"]["noise_own"] == 5.0
+    assert ends["abs_large"]["other_own"] == 1.5
+    assert ends["eabs_large"]["margin"] == 2.0
+    panels = abs_analysis.ladder_panels(results, [(2, 16), (32, 256)])
+    assert panels["x"] == ["2/16", "32/256"]
+    assert panels["data"]["other / own error"]["ABS"] == [2.5, 1.5]
+    assert panels["data"]["class margin"]["E-ABS-style"] == [1.0, 2.0]
+
+
+def test_certified_helpers_count_correct_certificates_at_a_radius():
+    certs = {"a": {"correct": T([True, True, False, True]), "radius": T([0.0, 0.3, 0.5, 0.1]),
+                   "label": T([1, 2, -1, 0])}}
+    assert abs_analysis.radius_grid(0.5, points=3) == [0.0, 0.25, 0.5]
+    assert abs_analysis.certified_at(certs, 0.25) == {"a": 0.25}
+    assert abs_analysis.certified_curves(certs, [0.0, 0.1]) == {"a": [75.0, 50.0]}
+    assert "25.0 %" in abs_analysis.certified_table(certs, [0.0]).data   # abstained: label −1
+
+
+def test_best_metric_prefers_the_first_candidate_on_a_tie():
+    sims = {"a": {"ℓ2": 0.5}, "b": {"ℓ2": 0.5}, "c": {"ℓ2": 0.4}}
+    assert abs_analysis.best_metric(sims, ("a", "b", "c")) == "a"
+    assert abs_analysis.best_metric(sims, ("c", "b")) == "b"
+
+
+def test_first_of_each_class_skips_a_missing_class_and_keeps_at_most_n():
+    split = Split(torch.arange(6.0).view(6, 1, 1, 1), T([2, 0, 2, 0, 1, 1]))
+    assert abs_analysis.first_of_each_class(split, 4, n=8).flatten().tolist() == [1.0, 4.0, 0.0]
+    assert abs_analysis.first_of_each_class(split, 3, n=2).flatten().tolist() == [1.0, 4.0]

@@ -1,0 +1,53 @@
+"""Chapter 1's analysis: which attack settings count as lowering the energy, and when the
+verdict's "reproduced only when" condition is offered."""
+import torch
+
+from robgen_lib.book.analysis import energy
+
+CLEAN = torch.linspace(-10.0, -9.0, 50)
+
+
+def _path(shifts, steps):
+    energies = [CLEAN] + [CLEAN + s for s in shifts]
+    return {"steps": steps, "energy": energies, "mean_energy": [float(e.mean()) for e in energies],
+            "accuracy": [1.0] * len(energies)}
+
+
+def _sweep(shifts, eps):
+    energies = [CLEAN] + [CLEAN + s for s in shifts]
+    return {"eps": eps, "energy": energies, "mean_energy": [float(e.mean()) for e in energies]}
+
+
+def test_every_setting_lower_reproduces_and_needs_no_condition():
+    path = _path([-0.5, -1.0, -5.0], [-1, 0, 5, 10])     # clean, random start, 5 and 10 steps
+    sh = energy.energy_shift(path, _sweep([-1.0, -3.0], [0.0, 0.1, 0.2]), steps=10, hist_steps=5, eps=0.1)
+    assert sh["all_lower"] and sh["n"] == 4 and sh["n_lower"] == 4 and sh["n_higher"] == 0
+    assert sh["only_when"] is None or "strong enough" in sh["only_when"]
+
+
+def test_weak_settings_that_raise_the_energy_give_a_condition_not_a_pass():
+    # 5 steps raise the energy, 10 lower it; the small ε raises it, the large lowers it
+    path = _path([0.0, +1.0, -3.0], [-1, 0, 5, 10])
+    sh = energy.energy_shift(path, _sweep([+1.0, -3.0], [0.0, 0.1, 0.25]), steps=10, hist_steps=10, eps=0.1)
+    assert not sh["all_lower"] and sh["n_lower"] == 2 and sh["n_higher"] == 2
+    assert sh["only_when"] == "the attack is strong enough: >= 10 steps at ε = 0.1, or ε >= 0.25 at 10 steps"
+
+
+def test_no_condition_when_no_budget_ever_lowers_the_energy():
+    path = _path([0.0, +1.0, +2.0], [-1, 0, 5, 10])
+    sh = energy.energy_shift(path, _sweep([+1.0, +3.0], [0.0, 0.1, 0.2]), steps=10, hist_steps=10, eps=0.1)
+    assert sh["n_lower"] == 0 and sh["only_when"] is None and not sh["hist_lower"]
+
+
+def test_the_detector_bar_and_where_it_is_met():
+    assert energy.detects(0.9, 0.05) and not energy.detects(0.89, 0.01) and not energy.detects(0.95, 0.06)
+    study = {"tpr": [0.95, 0.5], "fpr": [0.01, 0.3], "auroc": [0.99, 0.6]}
+    budgets = {"eps": [0.1, 0.3], "TPR": [0.4, 0.97], "FPR": [0.2, 0.02], "AUROC": [0.6, 0.99]}
+    op = energy.operating_points(study, budgets, [0.5, 1.0])
+    assert not op["passes"] and op["index"] == 1 and op["only_when"] == "T is in {0.5} or ε >= 0.3"
+
+
+def test_seed_spread_is_the_range_of_tpr():
+    runs = {s: {"tpr": [t], "fpr": [0.1], "auroc": [0.7]} for s, t in enumerate([0.5, 0.8, 0.6])}
+    spread = energy.seed_spread(runs)
+    assert spread["n"] == 3 and abs(spread["spread"] - 0.3) < 1e-12

@@ -1,0 +1,32 @@
+"""Chapter 2's analysis: energy shape of an attack, the λ sweep's choice, and detection reports."""
+import torch
+
+from robgen_lib.book.analysis import he_pgd
+
+
+def test_energy_shape_measures_the_shift_after_the_asked_step():
+    clean = torch.linspace(0.0, 1.0, 100)
+    path = {"steps": [-1, 0, 10], "energy": [clean, clean, clean - 5.0], "mean_energy": [0.5, 0.5, -4.5]}
+    s = he_pgd.energy_shape(path, 10)
+    assert s["shift"] == -5.0 and s["overlap"] == 0.0 and s["ks"] == 1.0
+    assert he_pgd.energy_shape(path, 0)["overlap"] == 1.0
+
+
+def test_lambda_sweep_and_the_point_closest_to_the_data():
+    r = lambda shift, acc: {"clean_energy": torch.zeros(4), "adv_energy": torch.full((4,), shift), "accuracy": acc}
+    pts = he_pgd.lambda_sweep({0.0: r(-3.0, 0.0), 1.0: r(0.5, 0.1), 2.0: r(-0.25, 0.4)})
+    assert [p[2] for p in pts] == ["λ=0", "λ=1", "λ=2"] and pts[1][1] == 0.9
+    assert he_pgd.closest_to_data(pts)[2] == "λ=2"
+
+
+def test_detectors_fitted_on_held_out_energies_catch_a_shift_both_ways():
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randn(400, generator=g)
+    held = {"clean_energy": clean, "adv_energy": clean - 4.0}
+    dets = {"m": he_pgd.fit_detectors(held)}
+    attacked = {("m", "down"): {"clean_energy": clean, "adv_energy": clean - 4.0, "accuracy": 0.0},
+                ("m", "up"): {"clean_energy": clean, "adv_energy": clean + 4.0, "accuracy": 0.0}}
+    rep = he_pgd.detection(dets, attacked)
+    assert rep[("m", "down", "one-sided")].tpr > 0.95 and rep[("m", "up", "one-sided")].tpr < 0.05
+    assert rep[("m", "up", "two-sided")].auroc > rep[("m", "up", "one-sided")].auroc
+    assert he_pgd.highest_tpr(rep, "m", "up") == rep[("m", "up", "two-sided")].tpr
