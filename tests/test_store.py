@@ -1,4 +1,5 @@
 import glob
+import hashlib
 import io
 import json
 import os
@@ -7,7 +8,7 @@ import pickle
 import pytest
 import torch
 
-from robgen_lib.core.store import ArtifactStore, spec_key
+from robgen_lib.core.store import CACHE_VERSION, ArtifactStore, spec_key
 
 
 def test_round_trip(store):
@@ -35,6 +36,13 @@ def test_get_or_build_builds_once(store):
     assert len(calls) == 1
 
 
+def _files(store):
+    """Every file of the store but its lock files (which are kept: removing one would race)."""
+    return [f for f in glob.glob(os.path.join(store.root, "**", "*"), recursive=True)
+            + glob.glob(os.path.join(store.root, "**", ".*"), recursive=True)
+            if os.path.isfile(f) and not f.endswith(".lock")]
+
+
 def test_interrupted_write_leaves_nothing(store, monkeypatch):
     def boom(src, dst):
         raise KeyboardInterrupt
@@ -44,14 +52,14 @@ def test_interrupted_write_leaves_nothing(store, monkeypatch):
         store.save("model", {"a": 1}, {"t": torch.ones(2)})
     monkeypatch.undo()
     assert store.load("model", {"a": 1}) is None
-    assert [f for f in glob.glob(os.path.join(store.root, "**", "*"), recursive=True) if os.path.isfile(f)] == []
+    assert _files(store) == []
 
 
 def test_truncated_entry_is_rebuilt_with_a_warning(store):
     store.save("model", {"a": 1}, {"t": torch.arange(1000.0)})
-    pt, _ = store.paths("model", {"a": 1})
-    data = open(pt, "rb").read()
-    open(pt, "wb").write(data[: len(data) // 2])
+    path = store.path("model", {"a": 1})
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
     with pytest.warns(RuntimeWarning, match="rebuilt"):
         out = store.get_or_build("model", {"a": 1}, lambda: {"t": torch.zeros(2)})
     assert torch.equal(out["t"], torch.zeros(2))
@@ -69,19 +77,18 @@ def test_checkpoint_with_arbitrary_objects_is_refused(store):
     if os.path.exists("/tmp/robgen-pwned"):
         os.remove("/tmp/robgen-pwned")
     spec = {"a": 1}
-    pt, meta = store.paths("model", spec)
-    os.makedirs(os.path.dirname(pt), exist_ok=True)
+    path = store.path("model", spec)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     buf = io.BytesIO()
     torch.save({"t": torch.ones(1), "evil": Payload()}, buf)
     data = buf.getvalue()
-    open(pt, "wb").write(data)
-    import hashlib
-
-    json.dump({"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}, open(meta, "w"))
+    header = {"format": "robgen-artifact", "cache_version": CACHE_VERSION, "kind": "model", "spec": spec,
+              "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    open(path, "wb").write(json.dumps(header).encode() + b"\n" + data)   # a valid checksum
     with pytest.warns(RuntimeWarning, match="weights_only"):
         assert store.load("model", spec) is None
     assert not os.path.exists("/tmp/robgen-pwned")
-    assert not os.path.exists(pt)
+    assert not os.path.exists(path)
 
 
 def test_payload_must_be_plain_data(store):
