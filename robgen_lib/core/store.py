@@ -234,15 +234,15 @@ _FIX = "set ROBGEN_CACHE to a folder you can write"
 
 def _cache_error(root: str, err: OSError, doing: str = "") -> ConfigError:
     """One message for a cache that cannot be written: the folder, why, and the fix."""
-    doing = f" ({doing})" if doing else ""
+    doing = f"{doing} failed: " if doing else ""
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ConfigError(f"no space left for the cache folder {root}{doing}: {_free_space(root)} free; "
+        return ConfigError(f"{doing}no space left for the cache folder {root}: {_free_space(root)} free; "
                            f"free some space there or set ROBGEN_CACHE to a folder on a disk with room")
     blocker = _existing_ancestor(root)
     if err.errno in (errno.EEXIST, errno.ENOTDIR) or not os.path.isdir(blocker):
         what = "is a file" if blocker == os.path.abspath(root) else f"lies under {blocker}, which is a file"
-        return ConfigError(f"the cache folder {root} is not a folder: it {what}{doing}; {_FIX}")
-    return ConfigError(f"the cache folder {root} is not writable ({err.strerror or err}){doing}; {_FIX}")
+        return ConfigError(f"{doing}the cache folder {root} is not a folder: it {what}; {_FIX}")
+    return ConfigError(f"{doing}the cache folder {root} is not writable ({err.strerror or err}); {_FIX}")
 
 
 def require_writable(root: str, *, min_free_bytes: int = MIN_FREE_BYTES) -> None:
@@ -356,6 +356,10 @@ def _publish(path: str, blob: bytes) -> None:
 # ----------------------------------------------------------------------- the store
 
 
+def _writing(kind: str, path: str) -> str:
+    return f"writing the {kind} entry {os.path.basename(path)}"
+
+
 class ArtifactStore:
     """Get-or-build cache of ``dict`` payloads (state dicts, result tensors, metrics)."""
 
@@ -373,14 +377,14 @@ class ArtifactStore:
         require_writable(self.root, min_free_bytes=min_free_bytes)
 
     @contextlib.contextmanager
-    def _locked(self, path: str) -> Iterator[None]:
+    def _locked(self, path: str, doing: str) -> Iterator[None]:
         """Hold the key's lock (``<key>.lock`` next to its entry) against other processes and threads."""
         lock = path[: -len(_SUFFIX)] + ".lock"
         try:
             os.makedirs(os.path.dirname(lock), exist_ok=True)
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
         except OSError as err:
-            raise _cache_error(self.root, err, f"locking {os.path.basename(lock)}") from err
+            raise _cache_error(self.root, err, doing) from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -412,14 +416,14 @@ class ArtifactStore:
         """Publish ``payload`` as the entry for ``spec`` (replacing any)."""
         blob = _encode(kind, spec, payload)
         path = self.path(kind, spec)
-        with self._locked(path):
+        with self._locked(path, _writing(kind, path)):
             self._write(path, blob, kind)
 
     def _write(self, path: str, blob: bytes, kind: str) -> None:
         try:
             _publish(path, blob)
         except OSError as err:
-            raise _cache_error(self.root, err, f"writing the {kind} entry {os.path.basename(path)}") from err
+            raise _cache_error(self.root, err, _writing(kind, path)) from err
 
     def load(self, kind: str, spec: dict, check: Callable[[dict], Any] | None = None) -> dict | None:
         """The cached payload, or ``None`` if absent.
@@ -432,7 +436,7 @@ class ArtifactStore:
             return self._read(path, kind, spec, check)
         except CorruptArtifact:
             pass
-        with self._locked(path):
+        with self._locked(path, f"removing the bad {kind} entry {os.path.basename(path)}"):
             return self._read_or_discard(path, kind, spec, check)
 
     def get_or_build(self, kind: str, spec: dict, build: Callable[[], dict],
@@ -453,7 +457,7 @@ class ArtifactStore:
                 return payload
         except CorruptArtifact:
             pass   # looked at again under the lock
-        with self._locked(path):
+        with self._locked(path, _writing(kind, path)):
             payload = self._read_or_discard(path, kind, spec, check)
             if payload is not None:
                 return payload   # built meanwhile by another process
