@@ -174,7 +174,7 @@ def tell_terminal(text: str) -> None:
     """Write ``text`` to the terminal that started this process, if ``sys.stderr`` goes elsewhere.
 
     A warning is printed on ``sys.stderr``.  In a Jupyter kernel (one run by papermill, say)
-    that is the kernel's stream into the notebook: ipykernel replaces ``sys.stderr`` with an
+    that is the kernel's stream into the notebook: ipykernel (7.4, seen under papermill) replaces ``sys.stderr`` with an
     object that sends what it is given to the notebook only (the kernel is quiet), and points
     the OS descriptor 2 at a pipe whose reader thread copies what arrives both to the
     notebook and to the descriptor 2 the kernel was started with.  So neither
