@@ -382,7 +382,8 @@ class ArtifactStore:
         lock = path[: -len(_SUFFIX)] + ".lock"
         try:
             os.makedirs(os.path.dirname(lock), exist_ok=True)
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            # flock needs no write access: a lock file made by another user of a shared cache will do
+            fd = os.open(lock, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
         except OSError as err:
             raise _cache_error(self.root, err, doing) from err
         try:
