@@ -37,7 +37,7 @@ from .data import Dataset, Split
 from .errors import ConfigError, TrainingFailed
 from .models import build_model, model_device
 from .progress import progress_bar
-from .store import ArtifactStore, spec_key
+from .store import ArtifactStore, CorruptArtifact, spec_key
 
 __all__ = ["Standard", "PGDTraining", "NoiseTraining", "Optimiser", "fit", "require_finite", "TrainedModel",
            "TrainingRecipe", "AssembledRecipe", "ClassifierRecipe", "obtain", "spec_of", "accuracy",
@@ -322,6 +322,18 @@ class ClassifierRecipe(TrainingRecipe):
         return out
 
 
+def _check_model_entry(payload: dict) -> None:
+    """What :func:`obtain` reads from a stored model: a state dict, a history and extras."""
+    for name in ("state_dict", "history", "extras"):
+        if not isinstance(payload.get(name), dict):
+            raise CorruptArtifact(f"a model entry needs a dict {name!r}, it has "
+                                  f"{type(payload[name]).__name__ if name in payload else 'none'}")
+    for name in ("state_dict", "history"):
+        for k, v in payload[name].items():
+            if not isinstance(v, torch.Tensor):
+                raise CorruptArtifact(f"{name}[{k!r}] of a model entry is a {type(v).__name__}, not a tensor")
+
+
 def obtain(recipe, data: Dataset, *, device: torch.device | str = "cpu", store: ArtifactStore | None = None,
            progress: bool = True, min_accuracy: float | None = None, memo: dict | None = None) -> TrainedModel:
     """The model a recipe describes: from the artifact store, or trained now and stored.
@@ -372,7 +384,7 @@ def obtain(recipe, data: Dataset, *, device: torch.device | str = "cpu", store: 
                 "history": {k: torch.tensor(v) for k, v in history.items()},
                 "extras": recipe.extras(model, objective, data)}
 
-    payload = store.get_or_build(recipe.kind, spec, build)
+    payload = store.get_or_build(recipe.kind, spec, build, check=_check_model_entry)
     model = make()
     model.load_state_dict(payload["state_dict"])
     model = recipe.ready(model.eval())

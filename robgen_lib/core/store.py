@@ -3,35 +3,71 @@
 * **Key** = SHA-256 of the canonical JSON of the *spec* that produced the artifact
   (dataset fingerprint, architecture, objective, hyper-parameters, seed, and
   :data:`CACHE_VERSION`), so chapters that ask for the same model share it.
-* **Writes are atomic**: payload and sidecar go to temporary files in the same
-  folder, are flushed, then renamed into place.  An interrupted run leaves no entry.
-* **Loads are verified**: the sidecar holds the payload's SHA-256; the payload is read
-  with ``torch.load(weights_only=True)`` (never arbitrary pickle) and must hold only
-  tensors, numbers, strings, lists and dicts.  A corrupt, truncated or foreign entry is
-  reported with a warning, removed, and rebuilt.
+* **One file per entry**, ``<root>/<kind>/<key[:2]>/<key>.artifact``: a JSON header line
+  (format, cache version, kind, canonical spec, SHA-256 and byte count of the payload),
+  then the ``torch.save`` bytes of the payload.
+* **One atomic publish**: the entry is written to a temporary file in its own folder
+  (``.tmp-<pid>-<host>-<random>``), flushed, fsynced and renamed into place with one
+  ``os.replace``.  A reader sees the whole entry or none; an interrupted write leaves no
+  entry, and its temporary file is swept by the next write in that folder once its writer
+  is dead (or it is a day old).  Files are created with mode ``0o666`` less the umask, so a
+  cache shared by a group is readable by it.
+* **One build per key**: :meth:`ArtifactStore.get_or_build` first reads without a lock; if
+  the entry is absent it takes the key's lock (``fcntl.flock`` on ``<key>.lock`` next to the
+  entry), reads again, and only then builds and publishes.  Two runs sharing a cache build
+  each entry once, and the second returns the entry the first published.
+* **Loads are verified**: the header's SHA-256 and size must match the payload; the payload
+  is read with ``torch.load(weights_only=True)`` (never arbitrary pickle) and must hold only
+  tensors, numbers, strings, lists and dicts; a caller's ``check`` may demand a structure.
+* **A bad entry** (truncated, modified, foreign, of the wrong structure) is never removed by
+  a reader that merely failed to read it: the key's lock is taken, the entry read again, and
+  only if it is still bad is it reported (a warning, also written to the terminal when
+  ``sys.stderr`` is a notebook's), removed and rebuilt.
+* **An unwritable cache is found up front**: :meth:`ArtifactStore.check_writable` (called
+  by a run before it trains) raises :class:`~robgen_lib.core.errors.ConfigError` naming the
+  folder and the fix; a write that fails later raises the same kind of error.
 
-Layout: ``<root>/<kind>/<key[:2]>/<key>.pt`` and ``<key>.json``; root from
-``ROBGEN_CACHE`` (default ``~/.cache/robgen/artifacts``).
+The root comes from ``ROBGEN_CACHE`` (default ``~/.cache/robgen/artifacts``).  Locks work
+between processes on one machine (and on network file systems whose ``flock`` is honoured).
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import io
 import json
 import math
 import os
-import tempfile
+import secrets
+import shutil
+import socket
+import sys
+import time
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
+from .errors import ConfigError
 from .runtime import cache_root
 
-__all__ = ["CACHE_VERSION", "ArtifactStore", "CorruptArtifact", "spec_key", "file_digest"]
+__all__ = ["CACHE_VERSION", "ArtifactStore", "CorruptArtifact", "spec_key", "file_digest", "require_writable",
+           "tell_terminal"]
 
-#: Bump when a change of code changes what a spec produces.
-CACHE_VERSION = 2
+#: Bump when a change of code changes what a spec produces, or the layout of an entry changes.
+CACHE_VERSION = 3
+
+_FORMAT = "robgen-artifact"
+_SUFFIX = ".artifact"
+_TEMP_PREFIX = ".tmp-"
+#: A temporary file this old is stale whoever wrote it.
+STALE_TEMP_SECONDS = 24 * 3600
+#: A temporary file of a dead writer is swept once it has not changed for this long.
+_DEAD_WRITER_GRACE_SECONDS = 60
+#: What :meth:`ArtifactStore.check_writable` wants free by default (a large trained model).
+MIN_FREE_BYTES = 256 << 20
 
 
 class CorruptArtifact(RuntimeError):
@@ -84,20 +120,244 @@ def _check_plain(obj: Any, where: str = "payload") -> None:
         raise CorruptArtifact(f"{where} holds a {type(obj).__name__}; only tensors and plain data are accepted")
 
 
-def _atomic_write(path: str, data: bytes) -> None:
+# ----------------------------------------------------------------------- the entry format
+
+
+def _header_spec(spec: dict) -> Any:
+    """The spec as the header stores it (and as it reads back from JSON)."""
+    return json.loads(json.dumps(_canonical(spec)))
+
+
+def _encode(kind: str, spec: dict, payload: dict) -> bytes:
+    _check_plain(payload)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    data = buf.getvalue()
+    header = {"format": _FORMAT, "cache_version": CACHE_VERSION, "kind": kind, "spec": _header_spec(spec),
+              "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    # ensure_ascii: the header is one line whatever the spec's strings hold
+    return json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode() + b"\n" + data
+
+
+def _decode(blob: bytes, kind: str, spec: dict, check: Callable[[dict], Any] | None) -> dict:
+    end = blob.find(b"\n")
+    try:
+        header = json.loads(blob[:end]) if end >= 0 else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != _FORMAT:
+        raise CorruptArtifact("no robgen header (truncated, or not an entry of this cache)")
+    data = blob[end + 1:]
+    if len(data) != header.get("bytes") or hashlib.sha256(data).hexdigest() != header.get("sha256"):
+        raise CorruptArtifact("checksum mismatch (truncated or modified file)")
+    if header.get("kind") != kind or header.get("spec") != _header_spec(spec):
+        raise CorruptArtifact("the entry was made for another spec")
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError for foreign objects, RuntimeError for bad zips
+        raise CorruptArtifact(f"refused by torch.load(weights_only=True): {type(err).__name__}") from None
+    if not isinstance(payload, dict):
+        raise CorruptArtifact(f"payload is a {type(payload).__name__}, not a dict")
+    _check_plain(payload)
+    if check is not None:
+        try:
+            check(payload)
+        except Exception as err:
+            raise CorruptArtifact(f"wrong structure ({type(err).__name__}: {err})") from None
+    return payload
+
+
+# ----------------------------------------------------------------------- messages
+
+
+def tell_terminal(text: str) -> None:
+    """Write ``text`` to the terminal that started this process, if ``sys.stderr`` goes elsewhere.
+
+    A warning is printed on ``sys.stderr``.  In a Jupyter kernel (one run by papermill, say)
+    that is the kernel's stream into the notebook: ipykernel (7.4, seen under papermill) replaces ``sys.stderr`` with an
+    object that sends what it is given to the notebook only (the kernel is quiet), and points
+    the OS descriptor 2 at a pipe whose reader thread copies what arrives both to the
+    notebook and to the descriptor 2 the kernel was started with.  So neither
+    ``sys.__stderr__`` (which writes to that pipe) nor ``os.write(2, ...)`` reach the
+    terminal alone: both would also show the text in the notebook a second time.  The
+    kernel's stream answers ``fileno()`` with its copy of the original descriptor 2, and the
+    text is written there: on the terminal once, in the notebook once (as the warning).
+    Where ``sys.stderr`` is redirected some other way and has no descriptor, the text goes
+    to descriptor 2; where ``sys.stderr`` is the process's own stderr, the warning is
+    already on the terminal and nothing is written.
+    """
+    stream = sys.stderr
+    if stream is None or stream is sys.__stderr__:
+        return
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):   # io.UnsupportedOperation is an OSError and a ValueError
+        fd = 2
+    else:
+        if fd == 2:     # a wrapper of the process's stderr: the warning went there already
+            return
+    data = (text.rstrip("\n") + "\n").encode(errors="replace")
+    with contextlib.suppress(OSError):
+        while data:
+            data = data[os.write(fd, data):]
+
+
+def _warn(text: str) -> None:
+    warnings.warn(text, RuntimeWarning, stacklevel=4)
+    tell_terminal(f"RuntimeWarning: {text}")
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def _existing_ancestor(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+def _free_space(path: str) -> str:
+    try:
+        return _size(shutil.disk_usage(_existing_ancestor(path)).free)
+    except OSError:
+        return "unknown"
+
+
+_FIX = "set ROBGEN_CACHE to a folder you can write"
+
+
+def _cache_error(root: str, err: OSError, doing: str = "") -> ConfigError:
+    """One message for a cache that cannot be written: the folder, why, and the fix."""
+    doing = f"{doing} failed: " if doing else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ConfigError(f"{doing}no space left for the cache folder {root}: {_free_space(root)} free; "
+                           f"free some space there or set ROBGEN_CACHE to a folder on a disk with room")
+    blocker = _existing_ancestor(root)
+    if err.errno in (errno.EEXIST, errno.ENOTDIR) or not os.path.isdir(blocker):
+        what = "is a file" if blocker == os.path.abspath(root) else f"lies under {blocker}, which is a file"
+        return ConfigError(f"{doing}the cache folder {root} is not a folder: it {what}; {_FIX}")
+    return ConfigError(f"{doing}the cache folder {root} is not writable ({err.strerror or err}); {_FIX}")
+
+
+def require_writable(root: str, *, min_free_bytes: int = MIN_FREE_BYTES) -> None:
+    """Create ``root`` if needed and write, fsync and remove a probe file there.
+
+    Raises :class:`ConfigError` (one message: the folder, why, and the fix) if that fails,
+    or if less than ``min_free_bytes`` is free on its disk.
+    """
+    try:
+        os.makedirs(root, exist_ok=True)
+        if not os.path.isdir(root):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), root)
+        _sweep_temps(root)
+        probe, fd = _create_temp(root)
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(probe)
+        free = shutil.disk_usage(root).free
+    except OSError as err:
+        raise _cache_error(root, err) from err
+    if free < min_free_bytes:
+        raise ConfigError(f"the cache folder {root} has only {_size(free)} free, and a trained model may need "
+                          f"{_size(min_free_bytes)}; free some space there or set ROBGEN_CACHE to a folder on a "
+                          f"disk with room")
+
+
+# ----------------------------------------------------------------------- temporary files
+
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _create_temp(folder: str) -> tuple[str, int]:
+    """A new temporary file ``.tmp-<pid>-<host>-<random>`` in ``folder`` (mode 0o666 less the umask)."""
+    while True:
+        path = os.path.join(folder, f"{_TEMP_PREFIX}{os.getpid()}-{_HOST}-{secrets.token_hex(6)}")
+        try:
+            return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+
+
+def _writer_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:   # EPERM: it exists, and belongs to someone else
+        return True
+    return True
+
+
+def _stale(name: str, mtime: float, now: float) -> bool:
+    age = now - mtime
+    if age > STALE_TEMP_SECONDS:
+        return True
+    pid, _, rest = name[len(_TEMP_PREFIX):].partition("-")
+    host = rest.split("-", 1)[0]
+    # a writer on another machine (a shared cache) cannot be asked whether it is alive
+    return (pid.isdigit() and host == _HOST and age > _DEAD_WRITER_GRACE_SECONDS
+            and not _writer_alive(int(pid)))
+
+
+def _sweep_temps(folder: str) -> None:
+    """Remove the stale temporary files of ``folder`` (dead writer, or a day old)."""
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(_TEMP_PREFIX):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and _stale(entry.name, entry.stat(follow_symlinks=False).st_mtime,
+                                                               now):
+                os.remove(entry.path)
+        except OSError:   # gone already (another sweeper), or not ours to remove
+            pass
+
+
+def _publish(path: str, blob: bytes) -> None:
+    """Write ``blob`` to ``path`` with one atomic rename (temporary file in the same folder)."""
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    _sweep_temps(folder)
+    tmp, fd = _create_temp(folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.write(blob)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+    with contextlib.suppress(OSError):   # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+# ----------------------------------------------------------------------- the store
+
+
+def _writing(kind: str, path: str) -> str:
+    return f"writing the {kind} entry {os.path.basename(path)}"
 
 
 class ArtifactStore:
@@ -106,69 +366,110 @@ class ArtifactStore:
     def __init__(self, root: str | None = None):
         self.root = os.path.expanduser(root or cache_root())
 
-    def paths(self, kind: str, spec: dict) -> tuple[str, str]:
+    def path(self, kind: str, spec: dict) -> str:
+        """The file of the entry for ``spec`` (it may not exist)."""
         key = spec_key(spec)
-        base = os.path.join(self.root, kind, key[:2], key)
-        return base + ".pt", base + ".json"
+        return os.path.join(self.root, kind, key[:2], key + _SUFFIX)
+
+    def check_writable(self, *, min_free_bytes: int = MIN_FREE_BYTES) -> None:
+        """Raise :class:`ConfigError` now, before anything is trained, if the cache cannot be written
+        (see :func:`require_writable`)."""
+        require_writable(self.root, min_free_bytes=min_free_bytes)
+
+    @contextlib.contextmanager
+    def _locked(self, path: str, doing: str) -> Iterator[None]:
+        """Hold the key's lock (``<key>.lock`` next to its entry) against other processes and threads."""
+        lock = path[: -len(_SUFFIX)] + ".lock"
+        try:
+            os.makedirs(os.path.dirname(lock), exist_ok=True)
+            # flock needs no write access: a lock file made by another user of a shared cache will do
+            fd = os.open(lock, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError as err:
+            raise _cache_error(self.root, err, doing) from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)   # releases the lock
+
+    def _read(self, path: str, kind: str, spec: dict, check) -> dict | None:
+        """The entry's payload, ``None`` if there is none; :class:`CorruptArtifact` if it is bad."""
+        try:
+            with open(path, "rb") as f:
+                blob = f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise CorruptArtifact(f"unreadable entry ({err.strerror or err})") from None
+        return _decode(blob, kind, spec, check)
+
+    def _read_or_discard(self, path: str, kind: str, spec: dict, check) -> dict | None:
+        """Under the key's lock: the payload, or ``None`` after removing a bad entry with a warning."""
+        try:
+            return self._read(path, kind, spec, check)
+        except CorruptArtifact as err:
+            _warn(f"robgen cache: discarding {kind} entry {os.path.basename(path)}: {err}; it will be rebuilt")
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            return None
 
     def save(self, kind: str, spec: dict, payload: dict) -> None:
-        _check_plain(payload)
-        buf = io.BytesIO()
-        torch.save(payload, buf)
-        data = buf.getvalue()
-        pt, meta = self.paths(kind, spec)
-        _atomic_write(pt, data)
-        sidecar = {"kind": kind, "spec": _canonical(spec), "sha256": hashlib.sha256(data).hexdigest(),
-                   "bytes": len(data), "cache_version": CACHE_VERSION}
-        _atomic_write(meta, json.dumps(sidecar, indent=1, sort_keys=True).encode())
+        """Publish ``payload`` as the entry for ``spec`` (replacing any)."""
+        blob = _encode(kind, spec, payload)
+        path = self.path(kind, spec)
+        with self._locked(path, _writing(kind, path)):
+            self._write(path, blob, kind)
 
-    def _read(self, pt: str, meta: str) -> dict:
+    def _write(self, path: str, blob: bytes, kind: str) -> None:
         try:
-            with open(meta) as f:
-                sidecar = json.load(f)
-            with open(pt, "rb") as f:
-                data = f.read()
-        except (OSError, ValueError) as err:
-            raise CorruptArtifact(f"unreadable entry ({err})") from None
-        if len(data) != sidecar.get("bytes") or hashlib.sha256(data).hexdigest() != sidecar.get("sha256"):
-            raise CorruptArtifact("checksum mismatch (truncated or modified file)")
-        try:
-            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as err:  # UnpicklingError for foreign objects, RuntimeError for bad zips
-            raise CorruptArtifact(f"refused by torch.load(weights_only=True): {type(err).__name__}") from None
-        if not isinstance(payload, dict):
-            raise CorruptArtifact(f"payload is a {type(payload).__name__}, not a dict")
-        _check_plain(payload)
-        return payload
+            _publish(path, blob)
+        except OSError as err:
+            raise _cache_error(self.root, err, _writing(kind, path)) from err
 
-    def load(self, kind: str, spec: dict) -> dict | None:
-        """The cached payload, or ``None`` if absent.  Bad entries are removed with a warning."""
-        pt, meta = self.paths(kind, spec)
-        if not (os.path.exists(pt) or os.path.exists(meta)):
-            return None
-        try:
-            return self._read(pt, meta)
-        except CorruptArtifact as err:
-            warnings.warn(f"robgen cache: discarding {kind} entry {os.path.basename(pt)}: {err}; it will be rebuilt",
-                          RuntimeWarning, stacklevel=2)
-            for p in (pt, meta):
-                if os.path.exists(p):
-                    os.remove(p)
-            return None
+    def load(self, kind: str, spec: dict, check: Callable[[dict], Any] | None = None) -> dict | None:
+        """The cached payload, or ``None`` if absent.
 
-    def get_or_build(self, kind: str, spec: dict, build: Callable[[], dict]) -> dict:
+        The read takes no lock. If the entry is bad, it is read again under the key's lock
+        and, if still bad, removed with a warning.
+        """
+        path = self.path(kind, spec)
+        try:
+            return self._read(path, kind, spec, check)
+        except CorruptArtifact:
+            pass
+        with self._locked(path, f"removing the bad {kind} entry {os.path.basename(path)}"):
+            return self._read_or_discard(path, kind, spec, check)
+
+    def get_or_build(self, kind: str, spec: dict, build: Callable[[], dict],
+                     check: Callable[[dict], Any] | None = None) -> dict:
         """Load the entry for ``spec`` or run ``build()`` and store what it returns.
 
-        A fresh entry is read back from disk, so the first run returns exactly what later
-        (cached) runs will load: the same dtypes, the same CPU tensors.
+        ``check(payload)``, if given, raises for a payload of the wrong structure; a stored
+        entry it rejects is treated as corrupt (warned, removed, rebuilt), a built one is
+        not stored and its error is raised. While one process builds, others asking for
+        the same key wait for it and then load its entry. The payload returned after a
+        build is decoded from the bytes that were stored, so the first run returns exactly
+        what later (cached) runs will load: the same dtypes, the same CPU tensors.
         """
-        payload = self.load(kind, spec)
-        if payload is None:
-            payload = build()
-            self.save(kind, spec, payload)
-            payload = self._read(*self.paths(kind, spec))
-        return payload
+        path = self.path(kind, spec)
+        try:
+            payload = self._read(path, kind, spec, check)
+            if payload is not None:
+                return payload
+        except CorruptArtifact:
+            pass   # looked at again under the lock
+        with self._locked(path, _writing(kind, path)):
+            payload = self._read_or_discard(path, kind, spec, check)
+            if payload is not None:
+                return payload   # built meanwhile by another process
+            blob = _encode(kind, spec, build())
+            try:
+                payload = _decode(blob, kind, spec, check)
+            except CorruptArtifact as err:
+                raise CorruptArtifact(f"build() of the {kind} entry made a bad payload: {err}") from None
+            self._write(path, blob, kind)
+            return payload
 
     def __contains__(self, item: tuple[str, dict]) -> bool:
         kind, spec = item
-        return os.path.exists(self.paths(kind, spec)[1])
+        return os.path.exists(self.path(kind, spec))
