@@ -16,8 +16,8 @@ from ..core.data import Dataset, load_dataset
 from ..core.fit import TrainedModel, obtain
 from ..core.runtime import pick_device, seed_everything
 from ..core.store import ArtifactStore
-from .knobs import Config, chapter_parameters, resolve
-from .recipes import recipe
+from .knobs import KNOBS, Config, chapter_parameters, check_counts, resolve
+from .recipes import preflight, recipe
 from .report import Report
 
 __all__ = ["Chapter"]
@@ -35,9 +35,13 @@ class Chapter:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.store = ArtifactStore()
-        self.data: Dataset = load_dataset(
-            self.cfg.dataset, data_dir=self.cfg.data_dir, download=self.cfg.download, n_train=self.cfg.n_train,
-            n_heldout=self.cfg.n_heldout, n_test=self.cfg.n_test)
+        self.store.check_writable()
+        self._other: dict[str, Dataset] = {}
+        self.data: Dataset = self.load_other(self.cfg.dataset)
+        check_counts(self.cfg, {"test": len(self.data.test)})
+        if self.cfg.chapter in KNOBS["ood_dataset"].chapters and self.cfg.ood_dataset:
+            self.load_other(self.cfg.ood_dataset)
+        preflight(self.cfg, self.data)
         self.report = Report(profile)
         self._models: dict = {}
 
@@ -68,10 +72,14 @@ class Chapter:
         return obtain(model_recipe, data or self.data, device=self.device, store=self.store, memo=self._models)
 
     def load_other(self, name: str) -> Dataset:
-        """Another dataset with this run's sizes (e.g. CIFAR-10 for chapter 5's out-of-domain study)."""
-        c = self.cfg
-        return load_dataset(name, data_dir=c.data_dir, download=c.download, n_train=c.n_train,
-                            n_heldout=c.n_heldout, n_test=c.n_test)
+        """A dataset with this run's sizes (e.g. CIFAR-10 for chapter 5's out-of-domain
+        study), loaded once; the set-up loads every dataset the knobs name, so a missing one
+        stops the first cell."""
+        if name not in self._other:
+            c = self.cfg
+            self._other[name] = load_dataset(name, data_dir=c.data_dir, download=c.download, n_train=c.n_train,
+                                             n_heldout=c.n_heldout, n_test=c.n_test)
+        return self._other[name]
 
     # -- evaluations ----------------------------------------------------------------
     def run(self, fn, *args, **kwargs):

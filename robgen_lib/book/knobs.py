@@ -26,7 +26,7 @@ from ..core.validate import boolean, budget, choice, integer, list_of, number, o
 from .report import markdown_table
 
 __all__ = ["Knob", "KNOBS", "CHAPTERS", "PROFILES", "CHAPTER_PRESETS", "Config", "resolve", "profile_values",
-           "chapter_parameters"]
+           "chapter_parameters", "check_counts"]
 
 #: The chapters, by the name their notebook carries after its number.
 CHAPTERS = ("energy", "he_pgd", "jeat", "rdc", "abs", "yardstick")
@@ -36,17 +36,20 @@ PROFILES = ("quick", "paper")
 
 
 class Knob:
-    """One parameter: ``Knob(name, check, default, "chapter names", doc, paper=value, ...)``."""
+    """One parameter: ``Knob(name, check, default, "chapter names", doc, paper=value, ...)``;
+    ``at_most="test"`` marks a count of images taken from that split (refused when larger)."""
 
-    __slots__ = ("name", "check", "default", "chapters", "doc", "profiles")
+    __slots__ = ("name", "check", "default", "chapters", "doc", "profiles", "at_most")
 
-    def __init__(self, name: str, check: Callable, default: Any, chapters: str, doc: str, **profiles: Any):
+    def __init__(self, name: str, check: Callable, default: Any, chapters: str, doc: str, *,
+                 at_most: str | None = None, **profiles: Any):
         unknown = set(chapters.split()) - set(CHAPTERS)
         if unknown or set(profiles) - set(PROFILES):
             raise ValueError(f"knob {name!r}: unknown chapter(s) {sorted(unknown)} or profile(s) "
                              f"{sorted(set(profiles) - set(PROFILES))}")
         self.name, self.check, self.default, self.doc = name, check, default, doc
         self.chapters, self.profiles = tuple(chapters.split()), profiles
+        self.at_most = at_most   # the data split whose size bounds this count (e.g. "test")
 
     def value(self, profile: str) -> Any:
         return self.profiles.get(profile, self.default)
@@ -88,7 +91,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          'PGD steps at which energies are recorded'),
     Knob("eps_grid", list_of(budget()), (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5), 'energy',
          'ℓ∞ budgets of the ε sweep', paper=(0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255)),
-    Knob("n_eval", integer(10), None, 'energy he_pgd jeat rdc', 'test images attacked (all if unset)', paper=2000),
+    Knob("n_eval", integer(10), None, 'energy he_pgd jeat rdc', 'test images attacked (all if unset)', paper=2000,
+         at_most="test"),
     Knob("hist_steps", integer(0, 10_000), 20, 'energy he_pgd',
          'PGD steps of the histograms and overlap numbers (<= steps)'),
     Knob("lam", number(0.0, 1e3), 1.5, 'he_pgd rdc yardstick', "HE-PGD's λ (weight of the energy term)"),
@@ -120,7 +124,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("n_show", integer(1, 64), 6, 'jeat abs', 'samples shown per figure row', paper=8),
     Knob("landscape_radius", number(0.0, 1e3, lo_open=True), 2.0, 'jeat', 'half-width of the energy-landscape plane'),
     Knob("landscape_points", integer(3, 401), 25, 'jeat', 'grid points per side of the energy landscape', paper=41),
-    Knob("n_landscape", integer(1, 64), 3, 'jeat', 'images whose landscapes are computed', paper=4),
+    Knob("n_landscape", integer(1, 64), 3, 'jeat', 'images whose landscapes are computed', paper=4,
+         at_most="test"),
     Knob("fidelity", boolean, False, 'jeat',
          'real Inception Score / FID with torch-fidelity (downloads Inception weights)', paper=True),
     Knob("den_width", integer(8, 1024), 32, 'rdc abs yardstick', 'base width of the diffusion denoiser', paper=64),
@@ -143,7 +148,7 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("lm_gradient", choice("bpda", "exact"), "bpda", 'rdc yardstick',
          'gradient through LM when attacking RDC: bpda or exact'),
     Knob("n_robust", integer(1, 1_000_000), 64, 'rdc abs yardstick',
-         'test images of the robust-accuracy tables', paper=512),
+         'test images of the robust-accuracy tables', paper=512, at_most="test"),
     Knob("rob_eps", budget(lo_open=True), 0.1, 'rdc yardstick',
          'ℓ∞ budget of the robust-accuracy tables', paper=8 / 255),
     Knob("l2_eps", number(0.0, 1e3, lo_open=True), 0.5, 'rdc yardstick', 'ℓ2 budget of the robust-accuracy tables'),
@@ -191,7 +196,7 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("smooth_n0", integer(1, 10_000_000), 32, 'abs', 'noise draws that pick the smoothed class', paper=100),
     Knob("smooth_n", integer(1, 10_000_000), 256, 'abs', 'noise draws that bound its probability', paper=10_000),
     Knob("smooth_alpha", number(0.0, 0.5, lo_open=True), 0.001, 'abs', 'failure probability of the certificate'),
-    Knob("n_certify", integer(1, 1_000_000), 64, 'abs', 'test images certified', paper=500),
+    Knob("n_certify", integer(1, 1_000_000), 64, 'abs', 'test images certified', paper=500, at_most="test"),
     Knob("ind_steps", integer(1, 100_000), 20, 'yardstick', 'APGD iterations of the independent attacks', paper=100),
     Knob("ind_queries", integer(1, 10_000_000), 100, 'yardstick', 'Square attack queries', paper=5000),
     Knob("eot", integer(1, 10_000), 4, 'yardstick', 'EOT draws per gradient on stochastic models', paper=20),
@@ -200,7 +205,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          'ℓ∞ budgets of the robustness curves', paper=(2 / 255, 4 / 255, 8 / 255, 16 / 255)),
     Knob("ind_l2_grid", list_of(number(0.0, 1e3, lo_open=True)), (0.25, 0.5, 1.0), 'yardstick',
          'ℓ2 budgets of the robustness curves'),
-    Knob("n_curve", integer(1, 1_000_000), 32, 'yardstick', 'test images of the robustness curves', paper=256),
+    Knob("n_curve", integer(1, 1_000_000), 32, 'yardstick', 'test images of the robustness curves', paper=256,
+         at_most="test"),
     Knob("mask_gap", number(0.0, 1.0), 0.1, 'yardstick',
          "points by which the independent attacks may beat the book's PGD before a model is flagged"),
 )}
@@ -296,6 +302,19 @@ def resolve(profile: str = "quick", *, chapter: str | None = None, **overrides: 
         raise ConfigError("dataset='imagefolder' needs data_dir= a folder with train/ and test/ sub-folders")
     pick_device(out["device"])  # fail now, not after the data loaded
     return Config(tuple(out.items()), chapter)
+
+
+def check_counts(cfg: Config, splits: Mapping[str, int]) -> None:
+    """Refuse a count knob (``at_most``) larger than its split: ``splits`` maps a split's
+    name to its size, e.g. ``{"test": 359}``. A run never silently uses fewer images than
+    the configuration table shows."""
+    values = dict(cfg.values)
+    for name, knob in KNOBS.items():
+        value = values.get(name)
+        shown = cfg.chapter is None or cfg.chapter in knob.chapters
+        if knob.at_most and shown and value is not None and value > splits[knob.at_most]:
+            raise ConfigError(f"{name}={value} asks for more images than the {knob.at_most} split holds "
+                              f"({splits[knob.at_most]}); pass {name} <= {splits[knob.at_most]}")
 
 
 #: Names IPython itself puts in a notebook's namespace.

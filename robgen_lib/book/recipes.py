@@ -20,13 +20,14 @@ from ..core.data import Dataset
 from ..core.errors import ConfigError
 from ..core.fit import ClassifierRecipe, NoiseTraining, Optimiser, PGDTraining, Standard, default_augment
 from ..core.store import file_digest
-from ..methods.diffusion import DenoiserRecipe, DenoiserWeights, DenoisingLoss, DiffusionClassifierRecipe, RDCRecipe
+from ..methods.diffusion import (DenoiserRecipe, DenoiserWeights, DenoisingLoss, DiffusionClassifierRecipe, RDCRecipe,
+                                 load_denoiser_weights)
 from ..methods.generative import ABSRecipe, ClassELBO, ClassVAEsRecipe
 from ..methods.jeat import JEATTraining
 from ..methods.smoothing import DenoisedRecipe, SoftSmoothedRecipe
 from .knobs import Config
 
-__all__ = ["RECIPES", "recipe", "SCORER_SEED_OFFSET"]
+__all__ = ["RECIPES", "recipe", "preflight", "SCORER_SEED_OFFSET"]
 
 #: Offset of the scorers' seeds: the classifiers that rate samples are trained apart from every generator.
 SCORER_SEED_OFFSET = 1000
@@ -157,6 +158,13 @@ RECIPES: dict[str, Callable[..., Any]] = {
     "robust_scorer": robust_scorer, "denoiser": denoiser, "dc": dc, "rdc": rdc, "class_vaes": class_vaes,
     "abs": abs_, "eabs": eabs, "denoised": denoised, "smoothed": smoothed,
 }
+
+
+def preflight(cfg: Config, data: Dataset) -> None:
+    """Read every file the configuration names for a model now, so a missing or unfit file
+    stops the chapter in its first cell, before anything is trained."""
+    if cfg.get("denoiser_weights"):
+        load_denoiser_weights(cfg.denoiser_weights, data.image_shape[0], data.num_classes, cfg.den_width)
 
 
 def recipe(cfg: Config, data: Dataset, name: str, **options):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
-from .runtime import data_root
+from .runtime import data_root, require_writable_folder
 
 __all__ = ["DATASETS", "Split", "Dataset", "DataUnavailableError", "load_dataset", "batch_slices"]
 
@@ -119,8 +119,13 @@ def _stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
 
 
-def _limit(s: Split, n: int | None, seed: int) -> Split:
-    if n is None or n >= len(s):
+def _limit(s: Split, n: int | None, seed: int, *, name: str, what: str) -> Split:
+    """A fixed random subset of ``n`` images; more than the split holds is refused (never
+    silently fewer than asked for)."""
+    if n is not None and n > len(s):
+        raise ConfigError(f"{name}={n} asks for more {what} images than the {what} split holds ({len(s)}); "
+                          f"pass {name} <= {len(s)}, or leave it unset for all of them")
+    if n is None or n == len(s):
         return s
     idx = _permute(len(s), seed)[:n]
     return Split(s.x[idx], s.y[idx])
@@ -178,6 +183,8 @@ def _torchvision(name: str, root: str | None, download: bool):
                 f"with internet, copy torchvision's {name} files into {root} (or set ROBGEN_DATA / data_dir), "
                 f"or use dataset='imagefolder' with data_dir=<folder with train/ and test/>."
             ) from missing
+        require_writable_folder(root, what=f"the data folder for {name}", error=DataUnavailableError,
+                                fix="set ROBGEN_DATA or data_dir to a folder you can write")
         try:
             _download_atomically(lambda r, dl: (make(r, dl, True), make(r, dl, False)), root, name)
             tr, te = make(root, False, True), make(root, False, False)
@@ -225,8 +232,12 @@ def _read_images(files, limit: int | None, seed: int):
         files = [files[i] for i in idx]
     xs, ys = [], []
     for path, k in files:
-        with Image.open(path) as im:
-            xs.append(torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy()))
+        try:
+            with Image.open(path) as im:
+                xs.append(torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy()))
+        except (OSError, ValueError, Image.DecompressionBombError) as err:   # UnidentifiedImageError is an OSError
+            raise DataUnavailableError(f"cannot read the image {path} ({type(err).__name__}: {err}); "
+                                       f"replace or remove the file") from None
         ys.append(k)
     shapes = {tuple(x.shape) for x in xs}
     if len(shapes) != 1:
@@ -268,7 +279,8 @@ def load_dataset(
         if n_heldout is not None:
             pool = Split(torch.cat([train.x, heldout.x]), torch.cat([train.y, heldout.y]))
             train, heldout = _carve(pool.x, pool.y, n_heldout, split_seed + 1)
-        train, test = _limit(train, n_train, split_seed + 2), _limit(test, n_test, split_seed + 3)
+        train = _limit(train, n_train, split_seed + 2, name="n_train", what="training")
+        test = _limit(test, n_test, split_seed + 3, name="n_test", what="test")
     else:
         if name == "imagefolder":
             if not data_dir:
@@ -279,7 +291,7 @@ def load_dataset(
             xtr, ytr, xte, yte, classes = _torchvision(name, data_dir, download)
         n_held = n_heldout if n_heldout is not None else max(1, len(ytr) // 10)
         train, heldout = _carve(xtr, ytr, n_held, split_seed + 1)
-        train = _limit(train, n_train, split_seed + 2)
-        test = _limit(Split(xte, yte), n_test, split_seed + 3)
+        train = _limit(train, n_train, split_seed + 2, name="n_train", what="training")
+        test = _limit(Split(xte, yte), n_test, split_seed + 3, name="n_test", what="test")
     mean, std = _stats(train.x)
     return Dataset(name, train, heldout, test, classes, mean, std)

@@ -1,8 +1,12 @@
 """Where the run happens: cache and data roots, the device, the seed."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import random
+import shutil
+import tempfile
 
 import numpy as np
 import torch
@@ -10,7 +14,8 @@ import torch
 from .errors import ConfigError
 from .validate import integer
 
-__all__ = ["DEVICES", "cache_root", "data_root", "pick_device", "seed_everything"]
+__all__ = ["DEVICES", "cache_root", "data_root", "require_writable_folder", "folder_error", "pick_device",
+           "seed_everything"]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -27,6 +32,65 @@ def cache_root() -> str:
 def data_root() -> str:
     """Where downloadable datasets live (``ROBGEN_DATA``)."""
     return os.environ.get("ROBGEN_DATA") or os.path.join(_user_cache(), "robgen", "data")
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _existing_ancestor(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+def folder_error(folder: str, err: OSError, *, what: str, fix: str, doing: str = "",
+                 error: type[ConfigError] = ConfigError) -> ConfigError:
+    """One message for a folder that cannot be written: ``what`` it is, its path, why, and ``fix``."""
+    doing = f"{doing} failed: " if doing else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = _size(shutil.disk_usage(_existing_ancestor(folder)).free)
+        except OSError:
+            free = "unknown"
+        return error(f"{doing}no space left for {what} {folder}: {free} free; free some space there, or {fix} "
+                     f"on a disk with room")
+    blocker = _existing_ancestor(folder)
+    if err.errno in (errno.EEXIST, errno.ENOTDIR) or not os.path.isdir(blocker):
+        where = "is a file" if blocker == os.path.abspath(folder) else f"lies under {blocker}, which is a file"
+        return error(f"{doing}{what} {folder} is not a folder: it {where}; {fix}")
+    return error(f"{doing}{what} {folder} is not writable ({err.strerror or err}); {fix}")
+
+
+def require_writable_folder(folder: str, *, what: str, fix: str, min_free_bytes: int = 0,
+                            error: type[ConfigError] = ConfigError) -> None:
+    """Create ``folder`` if needed, write, fsync and remove a probe file there, and see that
+    ``min_free_bytes`` are free: a run calls this before any work, so that a read-only
+    folder, a path that is a file or a full disk stop it with one message (``error``)
+    naming the folder and ``fix`` — not an OSError after hours of training."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        if not os.path.isdir(folder):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), folder)
+        fd, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=folder)
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(probe)
+        free = shutil.disk_usage(folder).free
+    except OSError as err:
+        raise folder_error(folder, err, what=what, fix=fix, error=error) from None
+    if free < min_free_bytes:
+        raise error(f"{what} {folder} has only {_size(free)} free, and the run may need {_size(min_free_bytes)}; "
+                    f"free some space there, or {fix} on a disk with room")
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:

@@ -33,7 +33,6 @@ between processes on one machine (and on network file systems whose ``flock`` is
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import io
@@ -41,7 +40,6 @@ import json
 import math
 import os
 import secrets
-import shutil
 import socket
 import sys
 import time
@@ -51,7 +49,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from .errors import ConfigError
-from .runtime import cache_root
+from .runtime import cache_root, folder_error, require_writable_folder
 
 __all__ = ["CACHE_VERSION", "ArtifactStore", "CorruptArtifact", "spec_key", "file_digest", "require_writable",
            "tell_terminal"]
@@ -67,7 +65,7 @@ STALE_TEMP_SECONDS = 24 * 3600
 #: A temporary file of a dead writer is swept once it has not changed for this long.
 _DEAD_WRITER_GRACE_SECONDS = 60
 #: What :meth:`ArtifactStore.check_writable` wants free by default (a large trained model).
-MIN_FREE_BYTES = 256 << 20
+MIN_FREE_BYTES = 64 << 20
 
 
 class CorruptArtifact(RuntimeError):
@@ -207,70 +205,21 @@ def _warn(text: str) -> None:
     tell_terminal(f"RuntimeWarning: {text}")
 
 
-def _size(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError
-
-
-def _existing_ancestor(path: str) -> str:
-    path = os.path.abspath(path)
-    while not os.path.exists(path) and os.path.dirname(path) != path:
-        path = os.path.dirname(path)
-    return path
-
-
-def _free_space(path: str) -> str:
-    try:
-        return _size(shutil.disk_usage(_existing_ancestor(path)).free)
-    except OSError:
-        return "unknown"
-
-
-_FIX = "set ROBGEN_CACHE to a folder you can write"
+_WHAT, _FIX = "the cache folder", "set ROBGEN_CACHE to a folder you can write"
 
 
 def _cache_error(root: str, err: OSError, doing: str = "") -> ConfigError:
     """One message for a cache that cannot be written: the folder, why, and the fix."""
-    doing = f"{doing} failed: " if doing else ""
-    if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ConfigError(f"{doing}no space left for the cache folder {root}: {_free_space(root)} free; "
-                           f"free some space there or set ROBGEN_CACHE to a folder on a disk with room")
-    blocker = _existing_ancestor(root)
-    if err.errno in (errno.EEXIST, errno.ENOTDIR) or not os.path.isdir(blocker):
-        what = "is a file" if blocker == os.path.abspath(root) else f"lies under {blocker}, which is a file"
-        return ConfigError(f"{doing}the cache folder {root} is not a folder: it {what}; {_FIX}")
-    return ConfigError(f"{doing}the cache folder {root} is not writable ({err.strerror or err}); {_FIX}")
+    return folder_error(root, err, what=_WHAT, fix=_FIX, doing=doing)
 
 
 def require_writable(root: str, *, min_free_bytes: int = MIN_FREE_BYTES) -> None:
-    """Create ``root`` if needed and write, fsync and remove a probe file there.
-
-    Raises :class:`ConfigError` (one message: the folder, why, and the fix) if that fails,
-    or if less than ``min_free_bytes`` is free on its disk.
-    """
-    try:
-        os.makedirs(root, exist_ok=True)
-        if not os.path.isdir(root):
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), root)
-        _sweep_temps(root)
-        probe, fd = _create_temp(root)
-        try:
-            os.write(fd, b"\0" * 4096)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(probe)
-        free = shutil.disk_usage(root).free
-    except OSError as err:
-        raise _cache_error(root, err) from err
-    if free < min_free_bytes:
-        raise ConfigError(f"the cache folder {root} has only {_size(free)} free, and a trained model may need "
-                          f"{_size(min_free_bytes)}; free some space there or set ROBGEN_CACHE to a folder on a "
-                          f"disk with room")
+    """Sweep stale temporary files in ``root``, then :func:`~robgen_lib.core.runtime.require_writable_folder`
+    (a probe file written and removed, ``min_free_bytes`` free), with the cache's fix in the message."""
+    with contextlib.suppress(OSError):
+        if os.path.isdir(root):
+            _sweep_temps(root)
+    require_writable_folder(root, what=_WHAT, fix=_FIX, min_free_bytes=min_free_bytes)
 
 
 # ----------------------------------------------------------------------- temporary files

@@ -19,6 +19,8 @@ can report cost in network evaluations as the paper does.
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -31,7 +33,7 @@ from ..core.errors import ConfigError
 from ..core.fit import AssembledRecipe, Optimiser, TrainingRecipe
 
 __all__ = ["Schedule", "Denoiser", "DiffusionClassifier", "likelihood_maximisation", "RDC", "DenoisingLoss",
-           "DenoiserRecipe", "DenoiserWeights", "DiffusionClassifierRecipe", "RDCRecipe"]
+           "DenoiserRecipe", "DenoiserWeights", "load_denoiser_weights", "DiffusionClassifierRecipe", "RDCRecipe"]
 
 
 # ----------------------------------------------------------------------- schedule
@@ -219,17 +221,38 @@ class DenoiserWeights(AssembledRecipe):
         return {"recipe": self.kind, "weights": self.digest, "base": self.base}
 
     def assemble(self, get) -> Denoiser:
-        net = Denoiser(self.in_channels, self.num_classes, self.base, multi_head=True)
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-            net.load_state_dict(state.get("state_dict", state))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"denoiser_weights: no file {self.path!r}") from exc
-        except (RuntimeError, KeyError, AttributeError) as exc:
-            raise ConfigError(f"denoiser_weights {self.path!r} do not fit a multi-head Denoiser of width "
-                              f"{self.base} for {self.in_channels} channels and {self.num_classes} classes: "
-                              f"{exc}") from exc
-        return net
+        return load_denoiser_weights(self.path, self.in_channels, self.num_classes, self.base)
+
+
+def load_denoiser_weights(path: str, in_channels: int, num_classes: int, base: int) -> "Denoiser":
+    """A multi-head :class:`Denoiser` with the state dict in ``path`` (a plain state dict, or
+    a dict holding one under ``"state_dict"``), read with ``torch.load(weights_only=True)``.
+
+    Raises :class:`ConfigError` naming the file when it is missing, is not a PyTorch file of
+    tensors, or does not fit the network (width ``base``, the data's channels and classes).
+    """
+    net = Denoiser(in_channels, num_classes, base, multi_head=True)
+    if not os.path.isfile(path):
+        raise ConfigError(f"denoiser_weights: no file {path!r}")
+    try:
+        with warnings.catch_warnings():   # torch's notes on a foreign pickle protocol: the error below says it
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:   # UnpicklingError, a bad zip, a text file: all mean "not a safe state dict"
+        raise ConfigError(f"denoiser_weights {path!r} is not a PyTorch file of tensors that loads safely "
+                          f"({type(exc).__name__}); save the weights with torch.save(model.state_dict(), path)") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    try:
+        if not isinstance(state, dict):
+            raise TypeError(f"it holds a {type(state).__name__}, not a state dict")
+        net.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"denoiser_weights {path!r} do not fit a multi-head Denoiser of width {base} for "
+                          f"{in_channels} channels and {num_classes} classes ({first}); set den_width to the "
+                          f"width they were trained with") from None
+    return net
 
 
 # ----------------------------------------------------------------------- classifiers
