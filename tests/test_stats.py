@@ -47,6 +47,7 @@ def test_paired_difference_and_mcnemar():
     e = paired(a, b)
     assert e.value == pytest.approx(a.mean() - b.mean())
     assert e.low > 0 and e.p_value < 1e-6
+    assert str(e).startswith(f"{100 * e.value:+.1f} points [+") and "n = 300, McNemar p = " in str(e)
     same = paired(a, a)
     assert same.value == 0 and same.p_value == 1.0
     with pytest.raises(ValueError):
@@ -73,3 +74,12 @@ def test_inconclusive_is_a_verdict_word():
     assert verdict("c", "p", "m", None, only_when="x").status == "inconclusive"
     assert hypothesis("c", "m", None).status == "inconclusive"
     assert verdict("c", "p", "m", False).status == "not reproduced"
+
+
+def test_within_and_all_of():
+    from robgen_lib.core.stats import Estimate, all_of, within
+
+    assert within(Estimate(0.0, -0.05, 0.08, 50), 0.1) is True
+    assert within(Estimate(0.3, 0.2, 0.4, 50), 0.1) is False
+    assert within(Estimate(0.05, -0.05, 0.2, 50), 0.1) is None
+    assert all_of(True, True) is True and all_of(True, None) is None and all_of(None, False) is False

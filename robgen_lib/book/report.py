@@ -4,7 +4,8 @@ A verdict states a claim, the paper's number, the number measured in this run (w
 interval and n, see :mod:`robgen_lib.core.stats`), and one of ``reproduced`` / ``not
 reproduced`` / ``reproduced only when …`` / ``inconclusive`` — decided by a test on the
 measured values that the chapter shows next to it; ``inconclusive`` whenever the interval
-of the deciding quantity straddles the chapter's bar.
+of the deciding quantity straddles the chapter's bar, ``not informative`` when the
+measurement cannot test the claim at all.
 
 A verdict whose word has been seen to change between machines (another CPU rounds
 differently, trains a slightly different model, and the decision falls the other way) is
@@ -43,15 +44,22 @@ UNSETTLED = "unsettled: this word changed between CPUs in the book's cross-machi
 INCONCLUSIVE = "inconclusive"
 
 
+#: The word of a claim the run's evidence cannot test (e.g. a 0 % accuracy that no attack can lower).
+NOT_INFORMATIVE = "not informative"
+
+
 def verdict(claim: str, paper: str, measured: str, holds: bool | None, *, only_when: str | None = None,
-            unsettled: bool = False) -> Verdict:
+            unsettled: bool = False, informative: bool = True) -> Verdict:
     """``holds`` → reproduced; ``None`` (the evidence does not decide, see
     :func:`robgen_lib.core.stats.decide`) → inconclusive; else ``only_when`` (the
     conditions under which it does) or not reproduced.
 
-    ``unsettled``: the word has been seen to flip between machines (see the module's docstring).
+    ``unsettled``: the word has been seen to flip between machines (see the module's docstring);
+    ``informative=False``: the measurement cannot test the claim (→ not informative).
     """
-    if holds is None:
+    if not informative:
+        status = NOT_INFORMATIVE
+    elif holds is None:
         status = INCONCLUSIVE
     elif holds:
         status = "reproduced"

@@ -14,8 +14,11 @@
 * :func:`decide` — the three outcomes of a claim "quantity > bar" (or "<"): ``True`` when
   the whole interval lies on the claim's side, ``False`` when it lies on the other side,
   ``None`` (*inconclusive*) when it straddles the bar. A tie is never counted for the claim.
+  :func:`within` decides "|quantity| ≤ tolerance" (two numbers agree) the same way, and
+  :func:`all_of` joins the outcomes of a claim made of several parts.
 
-Every result is an :class:`Estimate`, which prints as ``45.3 % [40.1, 50.6], n = 359``.
+Every result is an :class:`Estimate`, which prints as ``45.3 % [40.1, 50.6], n = 359`` (a
+paired difference as ``+12.5 points [+3.1, +21.9], n = 64, McNemar p = 0.012``).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["Estimate", "proportion", "bootstrap", "paired", "decide", "LEVEL"]
+__all__ = ["Estimate", "proportion", "bootstrap", "paired", "decide", "within", "all_of", "LEVEL"]
 
 #: Confidence level of every interval in the book.
 LEVEL = 0.95
@@ -44,11 +47,14 @@ class Estimate:
     p_value: float | None = None   # of a paired test, where one was made
 
     def __str__(self) -> str:
+        if self.p_value is not None:   # a paired difference of two rates, in points
+            return (f"{100 * self.value:+.1f} points [{100 * self.low:+.1f}, {100 * self.high:+.1f}], n = {self.n}, "
+                    f"McNemar p = {self.p_value:.2g}")
         if self.percent:
             text = f"{100 * self.value:.1f} % [{100 * self.low:.1f}, {100 * self.high:.1f}]"
         else:
             text = f"{self.value:.3g} [{self.low:.3g}, {self.high:.3g}]"
-        return text + f", n = {self.n}" + ("" if self.p_value is None else f", p = {self.p_value:.2g}")
+        return text + f", n = {self.n}"
 
     @property
     def width(self) -> float:
@@ -114,3 +120,23 @@ def decide(estimate: Estimate, bar: float = 0.0, *, above: bool = True) -> bool 
     if high <= bar:
         return False
     return None
+
+
+def within(estimate: Estimate, tolerance: float) -> bool | None:
+    """Does "|value| <= tolerance" hold (two numbers agree)? ``True`` if the whole interval
+    lies in [−tolerance, tolerance], ``False`` if it lies wholly outside, else ``None``."""
+    if -tolerance <= estimate.low and estimate.high <= tolerance:
+        return True
+    if estimate.low > tolerance or estimate.high < -tolerance:
+        return False
+    return None
+
+
+def all_of(*outcomes: bool | None) -> bool | None:
+    """The outcome of a claim that needs every part: ``False`` if a part fails, else
+    ``None`` if a part is undecided, else ``True``."""
+    if any(o is False for o in outcomes):
+        return False
+    if any(o is None for o in outcomes):
+        return None
+    return True
