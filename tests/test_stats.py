@@ -83,3 +83,12 @@ def test_within_and_all_of():
     assert within(Estimate(0.3, 0.2, 0.4, 50), 0.1) is False
     assert within(Estimate(0.05, -0.05, 0.2, 50), 0.1) is None
     assert all_of(True, True) is True and all_of(True, None) is None and all_of(None, False) is False
+
+
+def test_newcombe_difference_of_two_independent_rates():
+    from robgen_lib.core.stats import difference
+
+    # Newcombe (1998), method 10, example (a): 56/70 vs 48/80 -> 0.2 [0.0524, 0.3339]
+    d = difference(proportion(56, 70), proportion(48, 80))
+    assert d.value == pytest.approx(0.2)
+    assert (d.low, d.high) == pytest.approx((0.0524, 0.3339), abs=5e-4)

@@ -70,10 +70,12 @@ def verdict(claim: str, paper: str, measured: str, holds: bool | None, *, only_w
     return Verdict(claim, paper, measured, status, unsettled)
 
 
-def hypothesis(claim: str, measured: str, holds: bool | None, *, unsettled: bool = False) -> Verdict:
+def hypothesis(claim: str, measured: str, holds: bool | None, *, unsettled: bool = False,
+               informative: bool = True) -> Verdict:
     """A question of this book's own (no paper number): ``holds`` / ``does not hold`` /
-    ``inconclusive`` (``holds`` is ``None``)."""
-    word = INCONCLUSIVE if holds is None else "holds" if holds else "does not hold"
+    ``inconclusive`` (``holds`` is ``None``) / ``not informative`` (``informative=False``)."""
+    word = (NOT_INFORMATIVE if not informative else INCONCLUSIVE if holds is None
+            else "holds" if holds else "does not hold")
     return Verdict(claim, "- (this book's question)", measured, word, unsettled)
 
 

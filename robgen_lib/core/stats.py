@@ -11,6 +11,11 @@
   with a paired bootstrap interval, and McNemar's exact test, i.e. a two-sided binomial
   test of the discordant pairs b (only A right) against c (only B right), p = P(X ≤ min(b, c))·2
   for X ~ Bin(b + c, ½) (``scipy.stats.binomtest``).
+* :func:`difference` — two rates measured on *different* images (e.g. the fraction of each
+  model's own adversarials a judge accepts): p₁ − p₂ with Newcombe's hybrid score interval,
+  built from the two Wilson intervals [l₁, u₁], [l₂, u₂]:
+  [d − sqrt((p₁−l₁)² + (u₂−p₂)²), d + sqrt((u₁−p₁)² + (p₂−l₂)²)]. scipy.stats has no
+  two-sample interval for a difference of proportions, hence these lines.
 * :func:`decide` — the three outcomes of a claim "quantity > bar" (or "<"): ``True`` when
   the whole interval lies on the claim's side, ``False`` when it lies on the other side,
   ``None`` (*inconclusive*) when it straddles the bar. A tie is never counted for the claim.
@@ -29,7 +34,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["Estimate", "proportion", "bootstrap", "paired", "decide", "within", "all_of", "LEVEL"]
+__all__ = ["Estimate", "proportion", "bootstrap", "paired", "difference", "decide", "within", "all_of", "LEVEL"]
 
 #: Confidence level of every interval in the book.
 LEVEL = 0.95
@@ -107,6 +112,14 @@ def paired(correct_a, correct_b, *, seed: int = 0) -> Estimate:
     p = 1.0 if only_a + only_b == 0 else float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
     est = bootstrap((a.astype(float), b.astype(float)), _mean_difference, seed=seed, percent=True)
     return Estimate(est.value, est.low, est.high, est.n, True, p)
+
+
+def difference(a: Estimate, b: Estimate) -> Estimate:
+    """a − b for two rates on different images, with Newcombe's interval (module docstring)."""
+    d = a.value - b.value
+    low = d - math.sqrt((a.value - a.low) ** 2 + (b.high - b.value) ** 2)
+    high = d + math.sqrt((a.high - a.value) ** 2 + (b.value - b.low) ** 2)
+    return Estimate(d, low, high, min(a.n, b.n))
 
 
 def decide(estimate: Estimate, bar: float = 0.0, *, above: bool = True) -> bool | None:
