@@ -12,10 +12,12 @@ from robgen_lib.core.fit import TrainedModel
 T = torch.tensor
 
 
-def test_budget_gain_compares_the_smallest_and_the_largest_budget():
+def test_budget_gain_compares_the_smallest_and_the_largest_budget_with_intervals():
     acc = {(0, 1): 0.5, (0, 8): 0.9, (5, 1): 0.7, (5, 8): 0.8}
-    gain = abs_analysis.budget_gain(acc, [0, 5], [1, 8])
-    assert gain == {"low": (0, 1), "high": (5, 8), "low_accuracy": 0.5, "high_accuracy": 0.8}
+    gain = abs_analysis.budget_gain(acc, [0, 5], [1, 8], n_images=359)
+    assert (gain["low"], gain["high"]) == ((0, 1), (5, 8))
+    assert gain["low_accuracy"].value == pytest.approx(180 / 359) and gain["holds"] is True
+    assert abs_analysis.budget_gain(acc, [0, 5], [1, 8], n_images=10)["holds"] is None     # 5/10 vs 8/10
     assert abs_analysis.budget_curves(acc, [0, 5], [1, 8]) == {"0 Adam steps": [50.0, 90.0],
                                                               "5 Adam steps": [70.0, 80.0]}
 
@@ -37,25 +39,48 @@ def test_strongest_attack_median_is_nan_without_a_correct_image():
     assert math.isnan(abs_analysis.strongest_attack(pgd, decision, {"ℓ2": {"eps": 0.1}})[("m", "ℓ2")]["median"])
 
 
-def test_decision_excess_finds_the_largest_excess_and_breaks_ties_in_model_then_threat_order():
-    rob = {("ABS", "ℓ2"): {"pgd": 0.75, "decision": 0.5}, ("ABS", "ℓ∞"): {"pgd": 0.5, "decision": 0.625},
-           ("E-ABS-style", "ℓ2"): {"pgd": 0.5, "decision": 0.25}, ("E-ABS-style", "ℓ∞"): {"pgd": 0.5, "decision": 0.5}}
+def _flags(rate, n=40, shift=0):
+    """Per-image flags of ``n`` images, ``rate`` of them set (rolled by ``shift``)."""
+    return (torch.arange(n) < round(rate * n)).roll(shift)
+
+
+def _rob(rates):
+    """{(model, threat): strongest-attack flags} from {(model, threat): (pgd, decision)}."""
+    return {k: {"pgd_correct": _flags(p), "decision_correct": _flags(d), "both_correct": _flags(min(p, d))}
+            for k, (p, d) in rates.items()}
+
+
+def test_decision_excess_finds_the_largest_excess_and_needs_a_control_with_power():
+    rob = _rob({("ABS", "ℓ2"): (0.75, 0.5), ("ABS", "ℓ∞"): (0.5, 0.625), ("E-ABS-style", "ℓ2"): (0.5, 0.25),
+                ("E-ABS-style", "ℓ∞"): (0.5, 0.5), ("standard CNN", "ℓ2"): (0.1, 0.1),
+                ("standard CNN", "ℓ∞"): (0.0, 0.0)})
     out = abs_analysis.decision_excess(rob, ["ℓ2", "ℓ∞"])
-    assert out["worst"] == ("ABS", "ℓ2")
-    assert out["excess"] == 0.25
-    rob[("ABS", "ℓ2")]["decision"] = 0.75
-    assert abs_analysis.decision_excess(rob, ["ℓ2", "ℓ∞"]) == {"worst": ("E-ABS-style", "ℓ2"), "excess": 0.25}
+    assert out["worst"] == ("ABS", "ℓ2") and out["excess"].value == pytest.approx(0.25)   # tie: model order first
+    assert out["holds"] is False and out["informative"]
+    weak = {**rob, **_rob({("standard CNN", "ℓ2"): (0.1, 0.9)})}      # the decision attack barely hurts the CNN
+    assert not abs_analysis.decision_excess(weak, ["ℓ2", "ℓ∞"])["informative"]
+    none = _rob({(m, t): (0.5, 0.5) for m in ("ABS", "E-ABS-style", "standard CNN") for t in ("ℓ2", "ℓ∞")})
+    assert abs_analysis.decision_excess(none, ["ℓ2", "ℓ∞"])["holds"] is True
 
 
 def test_generative_vs_standard_needs_every_generative_model_above_the_cnn_under_every_threat():
-    both = {("ABS", "ℓ2"): 0.7, ("E-ABS-style", "ℓ2"): 0.8, ("standard CNN", "ℓ2"): 0.5,
-            ("ABS", "ℓ∞"): 0.4, ("E-ABS-style", "ℓ∞"): 0.6, ("standard CNN", "ℓ∞"): 0.4}
-    out = abs_analysis.generative_vs_standard(both, ["ℓ2", "ℓ∞"])
-    assert not out["holds"]           # ABS only ties the CNN in ℓ∞
-    assert out["measured"] == ("ℓ2: ABS 70.0 %, E-ABS-style 80.0 %, CNN 50.0 %; "
-                               "ℓ∞: ABS 40.0 %, E-ABS-style 60.0 %, CNN 40.0 %")
-    both[("ABS", "ℓ∞")] = 0.41
-    assert abs_analysis.generative_vs_standard(both, ["ℓ2", "ℓ∞"])["holds"]
+    rob = _rob({("ABS", "ℓ2"): (0.7, 0.7), ("E-ABS-style", "ℓ2"): (0.8, 0.8), ("standard CNN", "ℓ2"): (0.2, 0.2),
+                ("ABS", "ℓ∞"): (0.4, 0.4), ("E-ABS-style", "ℓ∞"): (0.9, 0.9), ("standard CNN", "ℓ∞"): (0.4, 0.4)})
+    out = abs_analysis.generative_vs_standard(rob, ["ℓ2", "ℓ∞"])
+    assert out["holds"] is False           # ABS only ties the CNN in ℓ∞ (the same images)
+    assert out["measured"].startswith("ℓ2: ABS 70.0 % [") and "vs CNN 40.0 % [" in out["measured"]
+    rob[("ABS", "ℓ∞")]["both_correct"] = _flags(0.45)                  # two more images: not decided
+    assert abs_analysis.generative_vs_standard(rob, ["ℓ2", "ℓ∞"])["holds"] is None
+    rob[("ABS", "ℓ∞")]["both_correct"] = _flags(0.9)
+    assert abs_analysis.generative_vs_standard(rob, ["ℓ2", "ℓ∞"])["holds"] is True
+
+
+def test_certified_gain_is_paired_on_the_same_images():
+    certs = {"a": {"correct": _flags(0.9, 100), "radius": torch.full((100,), 0.5)},
+             "b": {"correct": _flags(0.9, 100), "radius": torch.linspace(0.0, 1.0, 100)}}
+    g = abs_analysis.certified_gain(certs, "a", "b", 0.25)
+    assert g["a"].value == pytest.approx(0.9) and g["holds"] is True
+    assert abs_analysis.certified_gain(certs, "a", "a", 0.25)["holds"] is False
 
 
 class Fixed(nn.Module):
@@ -80,8 +105,9 @@ def test_morphing_measures_the_judge_only_on_the_fooling_adversarials():
     assert out["fooled"] == 0.75
     assert out["judge_agrees"] == pytest.approx(2 / 3)   # image 2 looks like a 2 but was called a 1
     unfooled = TrainedModel(Fixed({0.05: 0, 1.05: 0, 2.05: 0, 1.0: 2}), {})
-    assert abs_analysis.morphing({"m": unfooled}, {"m": adv}, y, train, k=1)["m"] == {"fooled": 0.0,
-                                                                                      "judge_agrees": 0.0}
+    assert abs_analysis.morphing({"m": unfooled}, {"m": adv}, y, train, k=1)["m"] == {
+        "fooled": 0.0, "judge_agrees": 0.0, "agreement": None}
+    assert out["agreement"].n == 3
 
 
 def test_ladder_ends_adds_the_error_ratios_of_the_smallest_and_largest_decoders():

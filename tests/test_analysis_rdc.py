@@ -6,33 +6,49 @@ from robgen_lib.book.analysis import rdc
 from robgen_lib.methods.diffusion import Denoiser, DiffusionClassifier
 
 
-def _robust(rows, threat="linf"):
-    """{(setting, threat): robust result} from {setting: (clean, robust)}."""
-    return {(s, threat): {"clean_accuracy": c, "robust_accuracy": r} for s, (c, r) in rows.items()}
+def _flags(rate, n=100):
+    """Per-image correctness of ``n`` images, the first ``rate`` of them right."""
+    return torch.arange(n) < round(rate * n)
+
+
+def _robust(rows, threat="linf", n=100):
+    """{(setting, threat): robust result} from {setting: (clean, robust)}, on ``n`` images."""
+    return {(s, threat): {"clean_accuracy": c, "robust_accuracy": r, "clean": _flags(c, n), "robust": _flags(r, n)}
+            for s, (c, r) in rows.items()}
 
 
 def test_sweep_keeps_the_order_and_takes_clean_accuracy_from_a_separate_run_where_given():
-    results = {**_robust({4: (0.5, 0.0), 16: (0.9, 0.2)}), (4, "l2"): {"clean_accuracy": 0.1, "robust_accuracy": 0.1}}
+    results = {**_robust({4: (0.5, 0.0), 16: (0.9, 0.2)}), **_robust({4: (0.1, 0.1)}, "l2")}
     sw = rdc.sweep(results)
-    assert sw == {"settings": [4, 16], "clean": [0.5, 0.9], "robust": [0.0, 0.2]}
+    assert {k: sw[k] for k in ("settings", "clean", "robust")} == {"settings": [4, 16], "clean": [0.5, 0.9],
+                                                                  "robust": [0.0, 0.2]}
+    assert [int(c.sum()) for c in sw["correct"]] == [0, 20]
     assert rdc.sweep(results, {4: 0.6, 16: 0.95})["clean"] == [0.6, 0.95]
     assert rdc.percent_curves(sw, "robust") == {"clean": [50.0, 90.0], "robust": [0.0, 20.0]}
 
 
-def test_best_setting_breaks_a_tie_toward_the_first_setting():
-    sw = rdc.sweep(_robust({0.0: (1.0, 0.1), 0.05: (1.0, 0.4), 0.1: (1.0, 0.4), 0.2: (1.0, 0.3)}))
-    assert rdc.best_setting(sw) == (0.05, 0.4)
-    assert rdc.best_setting(rdc.sweep(_robust({0.1: (1.0, 0.5), 0.2: (1.0, 0.4)}))) == (0.1, 0.5)
+def test_a_peak_needs_every_other_setting_beaten_and_a_tie_is_no_peak():
+    sw = rdc.sweep(_robust({0.0: (1.0, 0.1), 0.05: (1.0, 0.2), 0.1: (1.0, 0.6), 0.2: (1.0, 0.3)}))
+    assert rdc.peak_at(sw, 0.1)["holds"] is True
+    assert rdc.peak_at(sw, 0.2)["holds"] is False                       # 0.1 is significantly better
+    results = _robust({0.0: (1.0, 0.1), 0.1: (1.0, 0.4), 0.2: (1.0, 0.4)}, n=32)    # 13 of 32 each ...
+    results[0.2, "linf"]["robust"] = results[0.2, "linf"]["robust"].roll(8)          # ... on partly other images
+    peak = rdc.peak_at(rdc.sweep(results), 0.1)
+    assert peak["holds"] is None and peak["best"] == 0.1 and peak["runner_up"] == 0.2
 
 
 def test_timestep_tradeoff_needs_robust_accuracy_to_gain_more_than_clean():
     # clean +0.3, robust +0.1: fewer timesteps cost clean accuracy more than robust accuracy
     t = rdc.timestep_tradeoff(rdc.sweep(_robust({4: (0.6, 0.0), 8: (0.8, 0.05), 16: (0.9, 0.1)})), 4, 16)
-    assert (t["clean_low"], t["robust_high"]) == (0.6, 0.1) and not t["robust_gains_more"]
+    assert (t["clean_low"], t["robust_high"]) == (0.6, 0.1) and t["robust_gains_more"] is False
     t = rdc.timestep_tradeoff(rdc.sweep(_robust({4: (0.88, 0.1), 16: (0.9, 0.4)})), 4, 16)
-    assert t["robust_gains_more"]
+    assert t["robust_gains_more"] is True
     # robust accuracy that does not rise never counts, however flat clean accuracy is
-    assert not rdc.timestep_tradeoff(rdc.sweep(_robust({4: (0.9, 0.2), 16: (0.8, 0.2)})), 4, 16)["robust_gains_more"]
+    assert rdc.timestep_tradeoff(rdc.sweep(_robust({4: (0.9, 0.2), 16: (0.8, 0.2)})), 4, 16)["robust_gains_more"] \
+        is False
+    # a small gain on few images is undecided
+    small = rdc.timestep_tradeoff(rdc.sweep(_robust({4: (0.9, 0.1), 16: (0.9, 0.15)}, n=20)), 4, 16)
+    assert small["robust_gains_more"] is None
 
 
 def test_one_pass_cuts_the_evaluations_by_k_with_the_same_logits():
@@ -53,16 +69,36 @@ def test_head_savings_refuses_different_logits():
     assert saving["ratio"] == 10 and saving["speedup"] == 5 and not saving["same_logits"] and not saving["cut_by_k"]
 
 
-def test_a_stronger_attack_that_raises_accuracy_fails_and_one_that_lowers_it_much_is_conditional():
-    base = _robust({"RDC": (1.0, 0.5)})
-    same = rdc.stronger_attack(base, _robust({"RDC": (1.0, 0.45)}), "RDC")
-    assert same["holds"]
-    lower = rdc.stronger_attack(base, _robust({"RDC": (1.0, 0.3)}), "RDC")
-    assert not lower["holds"] and lower["only_when"] == \
+def test_a_stronger_attack_within_tolerance_holds_a_large_drop_is_conditional_and_zero_tests_nothing():
+    base = _robust({"RDC": (1.0, 0.5)}, n=400)
+    same = rdc.stronger_attack(base, _robust({"RDC": (1.0, 0.48)}, n=400), "RDC")
+    assert same["holds"] is True and same["informative"]
+    lower = rdc.stronger_attack(base, _robust({"RDC": (1.0, 0.2)}, n=400), "RDC")
+    assert lower["holds"] is False and lower["only_when"] == \
         "the stronger attack is counted (it lowers accuracy by more than 10 points)"
-    higher = rdc.stronger_attack(base, _robust({"RDC": (1.0, 0.6)}), "RDC")
-    assert not higher["holds"] and higher["only_when"] is None
-    assert rdc.highest_robust_accuracy(_robust({"a": (1.0, 0.0), "b": (1.0, 0.03)}, "huge")) == 0.03
+    higher = rdc.stronger_attack(base, _robust({"RDC": (1.0, 0.8)}, n=400), "RDC")
+    assert higher["holds"] is False and higher["only_when"] is None
+    zero = rdc.stronger_attack(_robust({"DC": (1.0, 0.0)}), _robust({"DC": (1.0, 0.0)}), "DC")
+    assert not zero["informative"]
+
+
+def test_near_zero_and_agreeing_gradients_decide_on_intervals():
+    assert rdc.near_zero(_robust({"a": (1.0, 0.0), "b": (1.0, 0.01)}, "huge", n=200))["holds"] is True
+    assert rdc.near_zero(_robust({"a": (1.0, 0.0)}, "huge", n=20))["holds"] is None        # 0/20: upper bound 16 %
+    assert rdc.near_zero(_robust({"a": (1.0, 0.5)}, "huge", n=100))["holds"] is False
+    few = {**_robust({"bpda": (1.0, 0.09)}, n=32), **_robust({"exact": (1.0, 0.125)}, n=32)}
+    few["exact", "linf"]["robust"] = few["exact", "linf"]["robust"].flip(0)     # right on other images: 7 discordant
+    assert rdc.gradients_agree(few)["holds"] is None
+    many = {**_robust({"bpda": (1.0, 0.50)}, n=1000), **_robust({"exact": (1.0, 0.51)}, n=1000)}
+    assert rdc.gradients_agree(many)["holds"] is True
+
+
+def test_robust_gap_is_paired_and_three_valued():
+    res = {**_robust({"RDC": (1.0, 0.6)}), **_robust({"AT": (1.0, 0.2)})}
+    assert rdc.robust_gap(res, "RDC", "AT")["holds"] is True
+    assert rdc.robust_gap(res, "AT", "RDC")["holds"] is False
+    close = {**_robust({"RDC": (1.0, 0.25)}, n=32), **_robust({"AT": (1.0, 0.2)}, n=32)}
+    assert rdc.robust_gap(close, "RDC", "AT")["holds"] is None
 
 
 def test_energy_shifts_sign_and_detector():
@@ -70,6 +106,8 @@ def test_energy_shifts_sign_and_detector():
     energies = {"PGD": {"clean_energy": clean, "adv_energy": clean - 5.0, "accuracy": 0.1},
                 "HE-PGD": {"clean_energy": clean, "adv_energy": clean + 5.0, "accuracy": 0.6}}
     shifts = rdc.energy_shifts(energies)
+    assert rdc.energy_reversal(energies, "PGD", "HE-PGD")["holds"] is True
+    assert rdc.energy_reversal(energies, "HE-PGD", "PGD")["holds"] is False
     assert abs(shifts["PGD"]["shift"] + 5.0) < 1e-6 and shifts["PGD"]["auroc"] == 1.0   # lower energy: caught
     assert abs(shifts["HE-PGD"]["shift"] - 5.0) < 1e-6 and shifts["HE-PGD"]["auroc"] == 0.0
     assert list(rdc.energy_samples(energies)) == ["clean", "PGD", "HE-PGD"]

@@ -156,6 +156,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          'PGD steps of the robust-accuracy tables', paper=50),
     Knob("restarts", integer(1, 1000), 1, 'rdc abs yardstick', "random restarts of the robust-accuracy tables' PGD"),
     Knob("big_eps", budget(lo_open=True), 0.5, 'rdc', 'the huge budget of the gradient-masking sanity check'),
+    Knob("n_grad_check", integer(1, 1_000_000), 32, 'rdc', 'test images of the BPDA-vs-exact gradient check',
+         paper=256, at_most="test"),
     Knob("abs_latent", integer(1, 4096), 8, 'abs yardstick', 'latent size of the ABS class VAEs'),
     Knob("abs_width", integer(4, 65_536), 64, 'abs yardstick', 'width of the ABS class VAEs', paper=128),
     Knob("abs_epochs", integer(1, 10_000), 50, 'abs yardstick', 'epochs of the ABS class VAEs', paper=10),

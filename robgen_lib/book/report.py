@@ -1,8 +1,11 @@
 """Verdicts and the closing "paper vs this run" table.
 
-A verdict states a claim, the paper's number, the number measured in this run, and one
-of ``reproduced`` / ``not reproduced`` / ``reproduced only when …`` — decided by a
-test on the measured values that the chapter shows next to it.
+A verdict states a claim, the paper's number, the number measured in this run (with its
+interval and n, see :mod:`robgen_lib.core.stats`), and one of ``reproduced`` / ``not
+reproduced`` / ``reproduced only when …`` / ``inconclusive`` — decided by a test on the
+measured values that the chapter shows next to it; ``inconclusive`` whenever the interval
+of the deciding quantity straddles the chapter's bar, ``not informative`` when the
+measurement cannot test the claim at all.
 
 A verdict whose word has been seen to change between machines (another CPU rounds
 differently, trains a slightly different model, and the decision falls the other way) is
@@ -37,13 +40,28 @@ class Verdict:
 UNSETTLED = "unsettled: this word changed between CPUs in the book's cross-machine runs; read it as inconclusive"
 
 
-def verdict(claim: str, paper: str, measured: str, holds: bool, *, only_when: str | None = None,
-            unsettled: bool = False) -> Verdict:
-    """``holds`` → reproduced; else ``only_when`` (the conditions under which it does) or not reproduced.
+#: The word of a claim whose deciding interval straddles the chapter's bar.
+INCONCLUSIVE = "inconclusive"
 
-    ``unsettled``: the word has been seen to flip between machines (see the module's docstring).
+
+#: The word of a claim the run's evidence cannot test (e.g. a 0 % accuracy that no attack can lower).
+NOT_INFORMATIVE = "not informative"
+
+
+def verdict(claim: str, paper: str, measured: str, holds: bool | None, *, only_when: str | None = None,
+            unsettled: bool = False, informative: bool = True) -> Verdict:
+    """``holds`` → reproduced; ``None`` (the evidence does not decide, see
+    :func:`robgen_lib.core.stats.decide`) → inconclusive; else ``only_when`` (the
+    conditions under which it does) or not reproduced.
+
+    ``unsettled``: the word has been seen to flip between machines (see the module's docstring);
+    ``informative=False``: the measurement cannot test the claim (→ not informative).
     """
-    if holds:
+    if not informative:
+        status = NOT_INFORMATIVE
+    elif holds is None:
+        status = INCONCLUSIVE
+    elif holds:
         status = "reproduced"
     elif only_when:
         status = f"reproduced only when {only_when}"
@@ -52,9 +70,13 @@ def verdict(claim: str, paper: str, measured: str, holds: bool, *, only_when: st
     return Verdict(claim, paper, measured, status, unsettled)
 
 
-def hypothesis(claim: str, measured: str, holds: bool, *, unsettled: bool = False) -> Verdict:
-    """A question of this book's own (no paper number): ``holds`` / ``does not hold``."""
-    return Verdict(claim, "- (this book's question)", measured, "holds" if holds else "does not hold", unsettled)
+def hypothesis(claim: str, measured: str, holds: bool | None, *, unsettled: bool = False,
+               informative: bool = True) -> Verdict:
+    """A question of this book's own (no paper number): ``holds`` / ``does not hold`` /
+    ``inconclusive`` (``holds`` is ``None``) / ``not informative`` (``informative=False``)."""
+    word = (NOT_INFORMATIVE if not informative else INCONCLUSIVE if holds is None
+            else "holds" if holds else "does not hold")
+    return Verdict(claim, "- (this book's question)", measured, word, unsettled)
 
 
 @dataclass

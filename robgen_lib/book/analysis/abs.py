@@ -14,6 +14,7 @@ from ...core.attacks import predict_logits
 from ...core.data import Split
 from ...core.fit import TrainedModel
 from ...core.models import model_device
+from ...core.stats import Estimate, all_of, decide, difference, paired, proportion
 from ...methods.evaluate import knn_labels, robust_at
 from ...methods.smoothing import certified_accuracy
 from ..report import fmt_budget, markdown_table, pct, table
@@ -24,7 +25,7 @@ __all__ = ["class_vaes_summary", "training_curves", "first_of_each_class", "reco
            "strongest_table", "robust_bars", "robust_to_both", "generative_vs_standard", "decision_excess",
            "morphing", "adversarial_mosaic", "morph_table", "ladder_table", "ladder_panels", "ladder_ends",
            "unseen_reconstructions", "similarity_results", "similarity_table", "best_metric", "radius_grid",
-           "certified_curves", "certified_table", "certified_at"]
+           "certified_curves", "certified_table", "certified_at", "as_both", "robust_gap", "certified_gain", "rates_differ"]
 
 
 # -- the class models -------------------------------------------------------------------
@@ -89,12 +90,25 @@ def budget_table(accuracy: Mapping[tuple, float], ms: Mapping[tuple, float], ste
                   for s in step_grid}, "Adam steps")
 
 
-def budget_gain(accuracy: Mapping[tuple, float], step_grid: Sequence[int], sample_grid: Sequence[int]) -> dict:
+def budget_gain(accuracy: Mapping[tuple, float], step_grid: Sequence[int], sample_grid: Sequence[int], *,
+                n_images: int) -> dict:
     """The smallest budget (first step count, first N of the grids) and the largest (last
-    of each): ``low`` / ``high`` as (steps, N), with their clean accuracies ``low_accuracy``
-    / ``high_accuracy``."""
+    of each): ``low`` / ``high`` as (steps, N), their clean accuracies on ``n_images`` test
+    images with Wilson intervals (``low_accuracy`` / ``high_accuracy``), and ``holds``: the
+    gain high − low is above 0 by :func:`rates_differ` (``None`` if undecided)."""
     low, high = (step_grid[0], sample_grid[0]), (step_grid[-1], sample_grid[-1])
-    return {"low": low, "high": high, "low_accuracy": accuracy[low], "high_accuracy": accuracy[high]}
+    lo, hi = (proportion(round(accuracy[k] * n_images), n_images) for k in (low, high))
+    gain = difference(hi, lo)
+    return {"low": low, "high": high, "low_accuracy": lo, "high_accuracy": hi, "gain": gain,
+            "holds": decide(gain, 0.0)}
+
+
+def rates_differ(a: Estimate, b: Estimate, bar: float = 0.0) -> dict:
+    """Is rate ``a`` above rate ``b`` by more than ``bar`` (measured on different images or
+    models whose per-image results are not kept)? Newcombe's interval of a − b and
+    :func:`~robgen_lib.core.stats.decide`."""
+    d = difference(a, b)
+    return {"difference": d, "holds": decide(d, bar)}
 
 
 # -- robustness against CNNs -------------------------------------------------------------
@@ -122,13 +136,15 @@ def strongest_attack(pgd: Mapping[tuple, dict], decision: Mapping[tuple, dict],
     """Per (model, threat), the fractions of images that are ``clean``-correct, robust to
     ``pgd`` (CE and DLR, restarts), robust to the ``decision``-based attack (correct and no
     adversarial within ε), robust to ``both`` (survives each); and the ``median`` distance of
-    the decision-based adversarials over the correctly classified images (NaN if none)."""
+    the decision-based adversarials over the correctly classified images (NaN if none); and
+    the per-image flags ``pgd_correct``, ``decision_correct``, ``both_correct``."""
     out = {}
     for (n, t), d in decision.items():
         pgd_ok, dec_ok = pgd[(n, t)]["robust"], robust_at(d, threats[t]["eps"])
         out[(n, t)] = {"clean": float(d["clean"].float().mean()), "pgd": float(pgd_ok.float().mean()),
                        "decision": float(dec_ok.float().mean()), "both": float((pgd_ok & dec_ok).float().mean()),
-                       "median": float(d["dist"][d["clean"]].median()) if d["clean"].any() else float("nan")}
+                       "median": float(d["dist"][d["clean"]].median()) if d["clean"].any() else float("nan"),
+                       "pgd_correct": pgd_ok, "decision_correct": dec_ok, "both_correct": pgd_ok & dec_ok}
     return out
 
 
@@ -152,23 +168,52 @@ def robust_to_both(robust: Mapping[tuple, dict]) -> dict[tuple, float]:
     return {k: v["both"] for k, v in robust.items()}
 
 
-def generative_vs_standard(both: Mapping[tuple, float], threats: Sequence[str], *,
+def as_both(results: Mapping[tuple, dict]) -> dict[tuple, dict]:
+    """A PGD-only robust table (:func:`~robgen_lib.book.studies.robust_table`) in the shape
+    :func:`robust_gap` reads: its per-image robust flags as ``both_correct``."""
+    return {k: {"both_correct": r["robust"]} for k, r in results.items()}
+
+
+def robust_gap(robust: Mapping[tuple, dict], a: str, b: str, threat: str, bar: float = 0.0) -> dict:
+    """Is ``a`` more robust (to both attacks) than ``b`` by more than ``bar`` under ``threat``,
+    on the same images? The paired difference a − b (``gap``, McNemar's p), both models'
+    estimates and ``holds`` (``None`` if the gap's interval straddles ``bar``)."""
+    ra, rb = robust[(a, threat)]["both_correct"], robust[(b, threat)]["both_correct"]
+    gap = paired(ra, rb)
+    return {"a": proportion(ra), "b": proportion(rb), "gap": gap, "holds": decide(gap, bar)}
+
+
+def generative_vs_standard(robust: Mapping[tuple, dict], threats: Sequence[str], *,
                            generative: Sequence[str] = ("ABS", "E-ABS-style"), standard: str = "standard CNN") -> dict:
-    """Whether every generative model is strictly more robust than the standard CNN under every
-    threat (``holds``), and the numbers as one line (``measured``)."""
-    return {"holds": all(both[(g, t)] > both[(standard, t)] for g in generative for t in threats),
-            "measured": "; ".join(f"{t}: " + ", ".join(f"{g} {pct(both[(g, t)])}" for g in generative)
-                                  + f", CNN {pct(both[(standard, t)])}" for t in threats)}
+    """Whether every generative model is more robust than the standard CNN under every threat
+    (``holds``: every paired gap's interval above 0; ``None`` if one straddles it), and the
+    numbers as one line (``measured``)."""
+    gaps = {(g, t): robust_gap(robust, g, standard, t) for g in generative for t in threats}
+    measured = "; ".join(f"{t}: " + ", ".join(f"{g} {proportion(robust[(g, t)]['both_correct'])}" for g in generative)
+                         + f" vs CNN {proportion(robust[(standard, t)]['both_correct'])}" for t in threats)
+    smallest = min(gaps, key=lambda k: gaps[k]["gap"].value)
+    return {"holds": all_of(*(g["holds"] for g in gaps.values())), "measured": measured,
+            "smallest": smallest, "smallest_gap": gaps[smallest]["gap"]}
 
 
 def decision_excess(robust: Mapping[tuple, dict], threats: Sequence[str], *,
-                    models: Sequence[str] = ("ABS", "E-ABS-style")) -> dict:
-    """How much more the decision-based attack breaks than PGD: per (model, threat) the excess
-    = PGD robust accuracy − decision-based robust accuracy; returns the ``worst`` (model,
-    threat) — the largest excess, the first in model-then-threat order on a tie — and its ``excess``."""
-    excess = {(n, t): robust[(n, t)]["pgd"] - robust[(n, t)]["decision"] for n in models for t in threats}
-    worst = max(excess, key=excess.get)
-    return {"worst": worst, "excess": excess[worst]}
+                    models: Sequence[str] = ("ABS", "E-ABS-style"), control: str = "standard CNN",
+                    bar: float = 0.05, power: float = 0.1) -> dict:
+    """How much more the decision-based attack breaks than PGD, per (model, threat): the
+    paired excess PGD robust − decision-based robust (same images). ``holds``: every
+    excess's interval lies below ``bar`` (``None`` if one straddles it); ``worst``: the
+    largest excess (the first in model-then-threat order on a tie). The test has power only
+    if the decision-based attack is strong on the undefended ``control``: its robust accuracy
+    there exceeds PGD's by less than ``power`` under every threat (``informative``), else
+    a weak attack would pass the test whatever the model does."""
+    excess = {(n, t): paired(robust[(n, t)]["pgd_correct"], robust[(n, t)]["decision_correct"])
+              for n in models for t in threats}
+    worst = max(excess, key=lambda k: excess[k].value)
+    weakness = {t: paired(robust[(control, t)]["decision_correct"], robust[(control, t)]["pgd_correct"])
+                for t in threats}
+    return {"worst": worst, "excess": excess[worst], "control_gap": weakness,
+            "holds": all_of(*(decide(e, bar, above=False) for e in excess.values())),
+            "informative": all(decide(w, power, above=False) is True for w in weakness.values())}
 
 
 # -- adversarials that morph -------------------------------------------------------------
@@ -177,14 +222,17 @@ def morphing(models: Mapping[str, TrainedModel], adversarials: Mapping[str, torc
              train: Split, *, k: int = 5) -> dict[str, dict]:
     """Per model: the fraction of its adversarials that fool it (``fooled``), and among those
     the fraction whose ``k``-nearest-training-images label equals the label the model now
-    predicts (``judge_agrees``, 0 if none fooled) — the adversarial *looks like* its new class."""
+    predicts (``judge_agrees``, 0 if none fooled; ``agreement``: with its Wilson interval over
+    the fooled images, ``None`` if none) — the adversarial *looks like* its new class."""
     out = {}
     for name, xa in adversarials.items():
         pred = predict_logits(models[name].model, xa, 256).argmax(1)
         fooled = pred != y
         judge = knn_labels(xa, train.x, train.y, k=k)
+        agrees = judge[fooled] == pred[fooled]
         out[name] = {"fooled": float(fooled.float().mean()),
-                     "judge_agrees": float((judge[fooled] == pred[fooled]).float().mean()) if fooled.any() else 0.0}
+                     "judge_agrees": float(agrees.float().mean()) if fooled.any() else 0.0,
+                     "agreement": proportion(agrees) if fooled.any() else None}
     return out
 
 
@@ -298,3 +346,12 @@ def certified_table(certs: Mapping[str, dict], radii: Sequence[float]):
 def certified_at(certs: Mapping[str, dict], radius: float) -> dict[str, float]:
     """Certified accuracy at one radius, per base classifier."""
     return {n: certified_accuracy(c, [radius])[0] for n, c in certs.items()}
+
+
+def certified_gain(certs: Mapping[str, dict], a: str, b: str, radius: float, bar: float = 0.0) -> dict:
+    """Certified accuracy at ``radius`` of ``a`` minus ``b`` on the same images: both with
+    Wilson intervals, the paired difference (``gain``, McNemar's p) and ``holds``: the gain's
+    interval above ``bar`` (``None`` if it straddles it)."""
+    flags = {n: certs[n]["correct"] & (certs[n]["radius"] >= radius) for n in (a, b)}
+    gain = paired(flags[a], flags[b])
+    return {"a": proportion(flags[a]), "b": proportion(flags[b]), "gain": gain, "holds": decide(gain, bar)}

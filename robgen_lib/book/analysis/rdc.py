@@ -11,13 +11,15 @@ from torch import nn
 
 from ...core.energy import auroc
 from ...core.models import eval_mode, model_device
+from ...core.stats import Estimate, all_of, bootstrap, decide, paired, proportion, within
 from ..report import fmt_budget, pct, table
 from ..yardstick import prediction_cost
 
-__all__ = ["denoiser_summary", "sweep", "sweep_table", "percent_curves", "timestep_tradeoff", "best_setting",
-           "MULTI_HEAD", "SINGLE_HEAD", "head_cost", "head_savings", "cost_table", "threat_label",
-           "robust_accuracies", "robust_accuracy_table", "accuracy_bars", "masking_table", "gradient_table",
-           "stronger_attack", "highest_robust_accuracy", "attack_step", "energy_samples", "energy_shifts",
+__all__ = ["denoiser_summary", "sweep", "sweep_table", "percent_curves", "timestep_tradeoff",
+           "peak_at", "MULTI_HEAD", "SINGLE_HEAD", "head_cost", "head_savings", "cost_table", "threat_label",
+           "robust_accuracies", "robust_estimates", "robust_gap", "robust_accuracy_table", "accuracy_bars",
+           "masking_table", "gradient_table", "stronger_attack", "near_zero", "gradients_agree",
+           "highest_robust_accuracy", "attack_step", "energy_samples", "energy_shifts", "energy_reversal",
            "energy_table"]
 
 
@@ -36,17 +38,20 @@ def sweep(results: Mapping[tuple, dict], clean: Mapping | None = None, *, threat
     """Clean and robust accuracy at each setting of a one-knob sweep, in the order of ``results``
     (``{(setting, threat): robust result}``). The clean accuracy is ``clean[setting]`` where
     given (a separate evaluation), else the attack's own clean pass. Returns ``settings``,
-    ``clean`` and ``robust`` (lists of fractions)."""
+    ``clean`` and ``robust`` (lists of fractions) and ``correct`` (per setting, the per-image
+    robust correctness, for intervals and paired tests)."""
     settings = [s for s, t in results if t == threat]
     return {"settings": settings,
             "clean": [results[(s, threat)]["clean_accuracy"] if clean is None else clean[s] for s in settings],
-            "robust": [results[(s, threat)]["robust_accuracy"] for s in settings]}
+            "robust": [results[(s, threat)]["robust_accuracy"] for s in settings],
+            "correct": [results[(s, threat)]["robust"] for s in settings]}
 
 
 def sweep_table(sw: dict, index: str, *, columns: Sequence[str] = ("clean", "robust"), label: Callable = str):
-    """The sweep as a table: one row per setting (written by ``label``), clean and robust accuracy."""
-    return table({label(s): {columns[0]: pct(c), columns[1]: pct(r)}
-                  for s, c, r in zip(sw["settings"], sw["clean"], sw["robust"])}, index)
+    """The sweep as a table: one row per setting (written by ``label``), clean accuracy and
+    robust accuracy with its 95 % Wilson interval and n."""
+    return table({label(s): {columns[0]: pct(c), columns[1]: str(proportion(k))}
+                  for s, c, k in zip(sw["settings"], sw["clean"], sw["correct"])}, index)
 
 
 def percent_curves(sw: dict, robust_label: str) -> dict[str, list[float]]:
@@ -55,21 +60,35 @@ def percent_curves(sw: dict, robust_label: str) -> dict[str, list[float]]:
 
 
 def timestep_tradeoff(sw: dict, low, high) -> dict:
-    """Clean and robust accuracy at two settings of the T′ sweep, and ``robust_gains_more``:
-    from ``low`` to ``high`` robust accuracy rises, and by more than clean accuracy does:
-    r_high > r_low and (c_high − c_low) < (r_high − r_low). This is the book's reading of
-    "fewer timesteps barely change clean accuracy but lower robust accuracy"."""
+    """Clean and robust accuracy at two settings of the T′ sweep, the paired difference of
+    robust accuracy (``gain``: high − low on the same images) and ``robust_gains_more``:
+    robust accuracy rises from ``low`` to ``high`` (the interval of the gain above 0) and by
+    more than clean accuracy does; ``None`` when the gain's interval straddles 0. This is the
+    book's reading of "fewer timesteps barely change clean accuracy but lower robust accuracy"."""
     i, j = sw["settings"].index(low), sw["settings"].index(high)
     c_lo, r_lo, c_hi, r_hi = sw["clean"][i], sw["robust"][i], sw["clean"][j], sw["robust"][j]
+    gain = paired(sw["correct"][j], sw["correct"][i])
     return {"low": low, "high": high, "clean_low": c_lo, "clean_high": c_hi, "robust_low": r_lo, "robust_high": r_hi,
-            "robust_gains_more": (c_hi - c_lo) < (r_hi - r_lo) and r_hi > r_lo}
+            "gain": gain, "robust_gains_more": all_of(decide(gain, 0.0), (c_hi - c_lo) < (r_hi - r_lo))}
 
 
-def best_setting(sw: dict) -> tuple:
-    """The setting with the highest robust accuracy and that accuracy; on a tie, the first
-    setting of the sweep (the smallest, for a sorted sweep)."""
-    i = max(range(len(sw["settings"])), key=lambda k: (sw["robust"][k], -k))
-    return sw["settings"][i], sw["robust"][i]
+def peak_at(sw: dict, target) -> dict:
+    """Does robust accuracy peak at the setting ``target``? Paired differences of ``target``
+    against every other setting (same images): ``holds`` is ``True`` when ``target`` beats
+    each of them (every interval above 0), ``False`` when another setting beats ``target``
+    (its interval above 0), else ``None`` — a tie is never read as a peak. Also the best
+    setting by point estimate (ties: the first) and the target's estimate."""
+    k = sw["settings"].index(target)
+    others = [i for i in range(len(sw["settings"])) if i != k]
+    ahead = {sw["settings"][i]: paired(sw["correct"][k], sw["correct"][i]) for i in others}
+    if any(decide(d, 0.0, above=False) for d in ahead.values()):
+        holds = False
+    else:
+        holds = all_of(*(decide(d, 0.0) for d in ahead.values()))
+    best = max(range(len(sw["settings"])), key=lambda i: (sw["robust"][i], -i))
+    closest = min(ahead.items(), key=lambda kv: kv[1].value) if ahead else (None, None)
+    return {"holds": holds, "best": sw["settings"][best], "best_robust": proportion(sw["correct"][best]),
+            "target": proportion(sw["correct"][k]), "runner_up": closest[0], "margin": closest[1]}
 
 
 # ------------------------------------------------------------------ cost: multi-head vs single-head
@@ -122,15 +141,35 @@ def robust_accuracies(results: Mapping[tuple, dict]) -> dict[tuple, float]:
     return {key: r["robust_accuracy"] for key, r in results.items()}
 
 
+def robust_estimates(results: Mapping[tuple, dict]) -> dict[tuple, Estimate]:
+    """{(model, threat): robust accuracy with its Wilson interval and n} of a robust table."""
+    return {key: proportion(r["robust"]) for key, r in results.items()}
+
+
+def robust_gap(results: Mapping[tuple, dict], a, b, threat: str = "linf", bar: float = 0.0) -> dict:
+    """Is ``a`` more robust than ``b`` by more than ``bar`` under ``threat``, on the same
+    images? The paired difference a − b (``gap``, with McNemar's p) and ``holds``
+    (:func:`~robgen_lib.core.stats.decide` on the gap's interval: ``None`` if it straddles ``bar``)."""
+    gap = paired(results[(a, threat)]["robust"], results[(b, threat)]["robust"])
+    return {"a": proportion(results[(a, threat)]["robust"]), "b": proportion(results[(b, threat)]["robust"]),
+            "gap": gap, "holds": decide(gap, bar)}
+
+
 def _models(results: Mapping[tuple, dict]) -> list:
     return list(dict.fromkeys(name for name, _ in results))
 
 
 def robust_accuracy_table(results: Mapping[tuple, dict], threats: Mapping[str, dict], *, clean_from: str = "linf"):
-    """Clean accuracy (from the ``clean_from`` threat's run) and robust accuracy under each threat, one row per model."""
-    return table({n: {"clean": pct(results[(n, clean_from)]["clean_accuracy"]),
-                      **{threat_label(t, v): pct(results[(n, t)]["robust_accuracy"]) for t, v in threats.items()}}
+    """Clean accuracy (from the ``clean_from`` threat's run) and robust accuracy under each
+    threat, each with its 95 % Wilson interval; one row per model, n in the last column."""
+    return table({n: {"clean": _interval(proportion(results[(n, clean_from)]["clean"])),
+                      **{threat_label(t, v): _interval(proportion(results[(n, t)]["robust"])) for t, v in threats.items()},
+                      "n": len(results[(n, clean_from)]["robust"])}
                   for n in _models(results)}, "model")
+
+
+def _interval(e: Estimate) -> str:
+    return f"{100 * e.value:.1f} % [{100 * e.low:.1f}, {100 * e.high:.1f}]"
 
 
 def accuracy_bars(results: Mapping[tuple, dict], threats: Mapping[str, dict], *, clean_from: str = "linf") -> dict:
@@ -145,26 +184,52 @@ def masking_table(base: Mapping, strong: Mapping, huge: Mapping, *, steps: int, 
                   threat: str = "linf", huge_threat: str = "huge"):
     """Robust accuracy of the models of ``strong`` under the chapter's attack (``base``: PGD-``steps``
     × ``restarts``), the stronger one (twice both) and the huge budget ``big_eps``."""
-    return table({n: {f"PGD-{steps} × {restarts}": pct(base[(n, threat)]["robust_accuracy"]),
-                      f"PGD-{2 * steps} × {2 * restarts}": pct(strong[(n, threat)]["robust_accuracy"]),
-                      f"ε = {fmt_budget(big_eps)}": pct(huge[(n, huge_threat)]["robust_accuracy"])}
+    return table({n: {f"PGD-{steps} × {restarts}": _interval(proportion(base[(n, threat)]["robust"])),
+                      f"PGD-{2 * steps} × {2 * restarts}": _interval(proportion(strong[(n, threat)]["robust"])),
+                      f"ε = {fmt_budget(big_eps)}": _interval(proportion(huge[(n, huge_threat)]["robust"])),
+                      "n": len(base[(n, threat)]["robust"])}
                   for n in _models(strong)}, "model")
 
 
-def gradient_table(results: Mapping[tuple, dict], n_images: int):
+def gradient_table(results: Mapping[tuple, dict]):
     """Robust accuracy of one-LM-step RDC per gradient through LM (results keyed ``(gradient, threat)``)."""
-    return table({f"RDC, 1 LM step, {g}": {f"robust accuracy ({n_images} images, CE)": pct(r["robust_accuracy"])}
+    return table({f"RDC, 1 LM step, {g}": {"robust accuracy (CE)": str(proportion(r["robust"]))}
                   for (g, _), r in results.items()}, "gradient through LM")
 
 
 def stronger_attack(base: Mapping, strong: Mapping, name: str, *, threat: str = "linf",
                     tolerance: float = 0.1) -> dict:
-    """Robust accuracy of ``name`` under the chapter's attack (``base``) and a stronger one;
-    ``holds``: the stronger attack does not raise it and lowers it by at most ``tolerance``;
-    ``only_when``: the condition under which the claim stands otherwise (None if it rose)."""
-    b, s = base[(name, threat)]["robust_accuracy"], strong[(name, threat)]["robust_accuracy"]
+    """Robust accuracy of ``name`` under the chapter's attack (``base``) and a stronger one
+    (same images), and the paired drop base − strong. ``holds``: the drop's interval lies
+    within ±``tolerance`` (the number stands), ``False`` if it lies outside, ``None`` if it
+    straddles; ``informative``: the chapter's attack left something to lower (an accuracy of
+    0 % cannot be raised by a weaker attack nor lowered by a stronger one, so it tests
+    nothing); ``only_when``: the condition under which the claim stands when the drop is large."""
+    b, s = proportion(base[(name, threat)]["robust"]), proportion(strong[(name, threat)]["robust"])
+    drop = paired(base[(name, threat)]["robust"], strong[(name, threat)]["robust"])
     when = f"the stronger attack is counted (it lowers accuracy by more than {100 * tolerance:.0f} points)"
-    return {"base": b, "strong": s, "holds": s <= b and b - s <= tolerance, "only_when": when if s <= b else None}
+    holds = within(drop, tolerance)
+    return {"base": b, "strong": s, "drop": drop, "holds": holds, "informative": b.value > 0,
+            "only_when": when if holds is False and drop.value > 0 else None}
+
+
+def near_zero(results: Mapping[tuple, dict], bar: float = 0.1) -> dict:
+    """Does every entry of a robust table sit near 0 %? ``holds`` when each Wilson upper bound
+    is below ``bar`` (``False`` if an interval lies wholly above it, else ``None``); ``worst``:
+    the entry with the highest robust accuracy."""
+    est = {key: proportion(r["robust"]) for key, r in results.items()}
+    worst = max(est, key=lambda key: est[key].value)
+    return {"worst": worst, "estimate": est[worst], "bar": bar,
+            "holds": all_of(*(decide(e, bar, above=False) for e in est.values()))}
+
+
+def gradients_agree(results: Mapping[tuple, dict], a: str = "bpda", b: str = "exact", *, threat: str = "linf",
+                    tolerance: float = 0.1) -> dict:
+    """Do two gradients through LM give the same robust accuracy (within ±``tolerance``, on
+    the same images)? The paired difference a − b and :func:`~robgen_lib.core.stats.within`."""
+    diff = paired(results[(a, threat)]["robust"], results[(b, threat)]["robust"])
+    return {"a": proportion(results[(a, threat)]["robust"]), "b": proportion(results[(b, threat)]["robust"]),
+            "difference": diff, "holds": within(diff, tolerance)}
 
 
 def highest_robust_accuracy(results: Mapping[tuple, dict]) -> float:
@@ -188,11 +253,22 @@ def energy_samples(energies: Mapping[str, dict]) -> dict:
 
 def energy_shifts(energies: Mapping[str, dict]) -> dict[str, dict]:
     """Per attack (an ``attack_energies`` result): the accuracy under attack, the mean energy
-    shift mean(E(x′) − E(x)) and the AUROC of the low-energy detector (score −E; attacked
-    points are the positives)."""
+    shift mean(E(x′) − E(x)) with its bootstrap interval (``shift_ci``), and the AUROC of the
+    low-energy detector (score −E; attacked points are the positives)."""
     return {a: {"accuracy": r["accuracy"], "shift": float((r["adv_energy"] - r["clean_energy"]).mean()),
+                "shift_ci": bootstrap((r["adv_energy"] - r["clean_energy"]).numpy()),
                 "auroc": auroc(-r["clean_energy"].numpy(), -r["adv_energy"].numpy())}
             for a, r in energies.items()}
+
+
+def energy_reversal(energies: Mapping[str, dict], pgd: str, he: str) -> dict:
+    """"PGD lowers E(x) and HE-PGD raises it back", on the same images: the interval of PGD's
+    mean shift below 0 and the interval of the paired difference of the two attacks' shifts
+    (HE-PGD − PGD) above 0; ``holds`` joins both (``None`` if either is undecided)."""
+    shift = {a: (energies[a]["adv_energy"] - energies[a]["clean_energy"]).numpy() for a in (pgd, he)}
+    lowered, back = bootstrap(shift[pgd]), bootstrap(shift[he] - shift[pgd])
+    return {"pgd_shift": lowered, "raise_back": back,
+            "holds": all_of(decide(lowered, 0.0, above=False), decide(back, 0.0))}
 
 
 def energy_table(shifts: Mapping[str, dict]):

@@ -1,0 +1,155 @@
+"""How sure a measured number is, and whether it decides a claim.
+
+* :func:`proportion` — a rate k/n (accuracy, robust accuracy, TPR, FPR, agreement) with
+  its 95 % Wilson score interval, from ``scipy.stats.binomtest(k, n).proportion_ci``:
+
+      p̂ ± …  =  (p̂ + z²/2n ± z·sqrt(p̂(1−p̂)/n + z²/4n²)) / (1 + z²/n)
+
+* :func:`bootstrap` — any score of one sample (a mean energy, an AUROC, an overlap) with a
+  percentile bootstrap interval from ``scipy.stats.bootstrap`` (resampling the images).
+* :func:`paired` — two models on the *same* images: the difference of their accuracies
+  with a paired bootstrap interval, and McNemar's exact test, i.e. a two-sided binomial
+  test of the discordant pairs b (only A right) against c (only B right), p = P(X ≤ min(b, c))·2
+  for X ~ Bin(b + c, ½) (``scipy.stats.binomtest``).
+* :func:`difference` — two rates measured on *different* images (e.g. the fraction of each
+  model's own adversarials a judge accepts): p₁ − p₂ with Newcombe's hybrid score interval,
+  built from the two Wilson intervals [l₁, u₁], [l₂, u₂]:
+  [d − sqrt((p₁−l₁)² + (u₂−p₂)²), d + sqrt((u₁−p₁)² + (p₂−l₂)²)]. scipy.stats has no
+  two-sample interval for a difference of proportions, hence these lines.
+* :func:`decide` — the three outcomes of a claim "quantity > bar" (or "<"): ``True`` when
+  the whole interval lies on the claim's side, ``False`` when it lies on the other side,
+  ``None`` (*inconclusive*) when it straddles the bar. A tie is never counted for the claim.
+  :func:`within` decides "|quantity| ≤ tolerance" (two numbers agree) the same way, and
+  :func:`all_of` joins the outcomes of a claim made of several parts.
+
+Every result is an :class:`Estimate`, which prints as ``45.3 % [40.1, 50.6], n = 359`` (a
+paired difference as ``+12.5 points [+3.1, +21.9], n = 64, McNemar p = 0.012``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["Estimate", "proportion", "bootstrap", "paired", "difference", "decide", "within", "all_of", "LEVEL"]
+
+#: Confidence level of every interval in the book.
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A measured value with its interval [low, high] at :data:`LEVEL` and its sample size."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+    percent: bool = True   # printed as a percentage (rates) or as a plain number (scores)
+    p_value: float | None = None   # of a paired test, where one was made
+
+    def __str__(self) -> str:
+        if self.p_value is not None:   # a paired difference of two rates, in points
+            return (f"{100 * self.value:+.1f} points [{100 * self.low:+.1f}, {100 * self.high:+.1f}], n = {self.n}, "
+                    f"McNemar p = {self.p_value:.2g}")
+        if self.percent:
+            text = f"{100 * self.value:.1f} % [{100 * self.low:.1f}, {100 * self.high:.1f}]"
+        else:
+            text = f"{self.value:.3g} [{self.low:.3g}, {self.high:.3g}]"
+        return text + f", n = {self.n}"
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
+
+
+def proportion(k: int | Sequence[bool] | np.ndarray, n: int | None = None) -> Estimate:
+    """A rate with its Wilson interval: ``proportion(13, 32)``, or ``proportion(correct)``
+    for a boolean vector (one entry per image)."""
+    if n is None:
+        flags = np.asarray(k, dtype=bool).ravel()
+        k, n = int(flags.sum()), int(flags.size)
+    k, n = int(k), int(n)
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"a proportion needs 0 <= k <= n and n > 0, got k = {k}, n = {n}")
+    ci = stats.binomtest(k, n).proportion_ci(LEVEL, method="wilson")
+    return Estimate(k / n, float(ci.low), float(ci.high), n)
+
+
+def bootstrap(values, statistic: Callable = np.mean, *, n_resamples: int = 2000, seed: int = 0,
+              percent: bool = False) -> Estimate:
+    """``statistic`` of one sample (or of a tuple of paired samples, resampled together)
+    with a percentile bootstrap interval; ``statistic`` takes the sample(s) and ``axis``."""
+    data = tuple(np.asarray(v, dtype=float) for v in values) if isinstance(values, tuple) \
+        else (np.asarray(values, dtype=float),)
+    n = len(data[0])
+    point = float(statistic(*data, axis=-1))
+    if n < 2:
+        return Estimate(point, point, point, n, percent)
+    res = stats.bootstrap(data, statistic, paired=len(data) > 1, vectorized=True, n_resamples=n_resamples,
+                          confidence_level=LEVEL, method="percentile", rng=np.random.default_rng(seed))
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (math.isfinite(low) and math.isfinite(high)):   # a degenerate sample: every resample equal
+        low = high = point
+    return Estimate(point, min(low, point), max(high, point), n, percent)
+
+
+def _mean_difference(a, b, axis=-1):
+    return np.mean(a, axis=axis) - np.mean(b, axis=axis)
+
+
+def paired(correct_a, correct_b, *, seed: int = 0) -> Estimate:
+    """Accuracy of A minus accuracy of B on the same images, with a paired bootstrap
+    interval and McNemar's exact p-value (``p_value``)."""
+    a = np.asarray(correct_a, dtype=bool).ravel()
+    b = np.asarray(correct_b, dtype=bool).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"a paired comparison needs the same images, got {a.size} and {b.size}")
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    p = 1.0 if only_a + only_b == 0 else float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
+    est = bootstrap((a.astype(float), b.astype(float)), _mean_difference, seed=seed, percent=True)
+    return Estimate(est.value, est.low, est.high, est.n, True, p)
+
+
+def difference(a: Estimate, b: Estimate) -> Estimate:
+    """a − b for two rates on different images, with Newcombe's interval (module docstring)."""
+    d = a.value - b.value
+    low = d - math.sqrt((a.value - a.low) ** 2 + (b.high - b.value) ** 2)
+    high = d + math.sqrt((a.high - a.value) ** 2 + (b.value - b.low) ** 2)
+    return Estimate(d, low, high, min(a.n, b.n))
+
+
+def decide(estimate: Estimate, bar: float = 0.0, *, above: bool = True) -> bool | None:
+    """Does the claim "value > bar" (``above``) or "value < bar" hold? ``True`` if the whole
+    interval is on the claim's side, ``False`` if it is wholly on the other side (or at the
+    bar), ``None`` (inconclusive) if it straddles the bar."""
+    low, high = (estimate.low, estimate.high) if above else (-estimate.high, -estimate.low)
+    bar = bar if above else -bar
+    if low > bar:
+        return True
+    if high <= bar:
+        return False
+    return None
+
+
+def within(estimate: Estimate, tolerance: float) -> bool | None:
+    """Does "|value| <= tolerance" hold (two numbers agree)? ``True`` if the whole interval
+    lies in [−tolerance, tolerance], ``False`` if it lies wholly outside, else ``None``."""
+    if -tolerance <= estimate.low and estimate.high <= tolerance:
+        return True
+    if estimate.low > tolerance or estimate.high < -tolerance:
+        return False
+    return None
+
+
+def all_of(*outcomes: bool | None) -> bool | None:
+    """The outcome of a claim that needs every part: ``False`` if a part fails, else
+    ``None`` if a part is undecided, else ``True``."""
+    if any(o is False for o in outcomes):
+        return False
+    if any(o is None for o in outcomes):
+        return None
+    return True

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+
+from robgen_lib.book.report import hypothesis, verdict
+from robgen_lib.core.stats import bootstrap, decide, paired, proportion
+
+
+@pytest.mark.parametrize("k, n, low, high", [
+    (0, 10, 0.0, 0.2775),        # Wilson 95 %: z^2 / (n + z^2) at k = 0
+    (5, 10, 0.2366, 0.7634),
+    (10, 10, 0.7225, 1.0),
+    (13, 32, 0.2552, 0.5774),
+    (300, 359, 0.7942, 0.8708),
+])
+def test_wilson_interval_matches_the_formula(k, n, low, high):
+    e = proportion(k, n)
+    assert e.value == pytest.approx(k / n) and e.n == n
+    assert (e.low, e.high) == pytest.approx((low, high), abs=5e-4)
+    z = 1.959963984540054
+    p = k / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert (e.low, e.high) == pytest.approx((centre - half, centre + half), abs=1e-7)
+
+
+def test_a_proportion_from_flags_and_its_print():
+    e = proportion([True, False, True, True])
+    assert (e.value, e.n) == (0.75, 4)
+    assert str(e).startswith("75.0 % [") and str(e).endswith("n = 4")
+    with pytest.raises(ValueError):
+        proportion(5, 3)
+
+
+def test_bootstrap_of_a_mean_covers_it_at_the_expected_width():
+    x = np.random.default_rng(1).normal(2.0, 1.0, 400)
+    e = bootstrap(x)
+    assert e.low < 2.0 < e.high and e.low < x.mean() < e.high
+    assert e.width == pytest.approx(2 * 1.96 / np.sqrt(400), rel=0.2)
+    assert bootstrap(x, seed=3).value == e.value           # the point estimate does not resample
+    assert bootstrap(np.ones(50)).width == 0.0              # a constant sample: a point
+
+
+def test_paired_difference_and_mcnemar():
+    rng = np.random.default_rng(0)
+    a = rng.random(300) < 0.8
+    b = a.copy()
+    b[:60] = False                                          # B is wrong on 60 more images than A
+    e = paired(a, b)
+    assert e.value == pytest.approx(a.mean() - b.mean())
+    assert e.low > 0 and e.p_value < 1e-6
+    assert str(e).startswith(f"{100 * e.value:+.1f} points [+") and "n = 300, McNemar p = " in str(e)
+    same = paired(a, a)
+    assert same.value == 0 and same.p_value == 1.0
+    with pytest.raises(ValueError):
+        paired(a, a[:10])
+
+
+@pytest.mark.parametrize("low, high, bar, above, expected", [
+    (0.6, 0.8, 0.5, True, True),
+    (0.3, 0.45, 0.5, True, False),
+    (0.4, 0.6, 0.5, True, None),       # straddles: inconclusive
+    (0.3, 0.5, 0.5, True, False),      # a tie at the bar never counts for the claim
+    (0.1, 0.3, 0.5, False, True),
+    (0.5, 0.7, 0.5, False, False),
+    (0.45, 0.55, 0.5, False, None),
+])
+def test_the_inconclusive_rule(low, high, bar, above, expected):
+    from robgen_lib.core.stats import Estimate
+
+    assert decide(Estimate((low + high) / 2, low, high, 100), bar, above=above) is expected
+
+
+def test_inconclusive_is_a_verdict_word():
+    assert verdict("c", "p", "m", None).status == "inconclusive"
+    assert verdict("c", "p", "m", None, only_when="x").status == "inconclusive"
+    assert hypothesis("c", "m", None).status == "inconclusive"
+    assert verdict("c", "p", "m", False).status == "not reproduced"
+
+
+def test_within_and_all_of():
+    from robgen_lib.core.stats import Estimate, all_of, within
+
+    assert within(Estimate(0.0, -0.05, 0.08, 50), 0.1) is True
+    assert within(Estimate(0.3, 0.2, 0.4, 50), 0.1) is False
+    assert within(Estimate(0.05, -0.05, 0.2, 50), 0.1) is None
+    assert all_of(True, True) is True and all_of(True, None) is None and all_of(None, False) is False
+
+
+def test_newcombe_difference_of_two_independent_rates():
+    from robgen_lib.core.stats import difference
+
+    # Newcombe (1998), method 10, example (a): 56/70 vs 48/80 -> 0.2 [0.0524, 0.3339]
+    d = difference(proportion(56, 70), proportion(48, 80))
+    assert d.value == pytest.approx(0.2)
+    assert (d.low, d.high) == pytest.approx((0.0524, 0.3339), abs=5e-4)
