@@ -25,7 +25,7 @@ __all__ = ["class_vaes_summary", "training_curves", "first_of_each_class", "reco
            "strongest_table", "robust_bars", "robust_to_both", "generative_vs_standard", "decision_excess",
            "morphing", "adversarial_mosaic", "morph_table", "ladder_table", "ladder_panels", "ladder_ends",
            "unseen_reconstructions", "similarity_results", "similarity_table", "best_metric", "radius_grid",
-           "certified_curves", "certified_table", "certified_at", "as_both", "robust_gap", "certified_gain", "rates_differ"]
+           "certified_curves", "certified_table", "certified_at", "as_both", "robust_gap", "certified_gain", "rates_differ", "clean_gap"]
 
 
 # -- the class models -------------------------------------------------------------------
@@ -101,6 +101,12 @@ def budget_gain(accuracy: Mapping[tuple, float], step_grid: Sequence[int], sampl
     gain = difference(hi, lo)
     return {"low": low, "high": high, "low_accuracy": lo, "high_accuracy": hi, "gain": gain,
             "holds": decide(gain, 0.0)}
+
+
+def clean_gap(sims: Mapping[str, dict], a: str, b: str, n_images: int, bar: float = 0.0) -> dict:
+    """Is similarity ``a``'s clean accuracy above ``b``'s by more than ``bar`` (each on
+    ``n_images`` test images, kept as rates)? :func:`rates_differ` of the two."""
+    return rates_differ(*(proportion(round(sims[n]["clean"] * n_images), n_images) for n in (a, b)), bar)
 
 
 def rates_differ(a: Estimate, b: Estimate, bar: float = 0.0) -> dict:
