@@ -80,16 +80,17 @@ def proportion(k: int | Sequence[bool] | np.ndarray, n: int | None = None) -> Es
 
 
 def bootstrap(values, statistic: Callable = np.mean, *, n_resamples: int = 2000, seed: int = 0,
-              percent: bool = False) -> Estimate:
+              percent: bool = False, vectorized: bool = True) -> Estimate:
     """``statistic`` of one sample (or of a tuple of paired samples, resampled together)
-    with a percentile bootstrap interval; ``statistic`` takes the sample(s) and ``axis``."""
+    with a percentile bootstrap interval; ``statistic`` takes the sample(s) and ``axis``
+    (``vectorized=False``: the sample(s) only, called once per resample)."""
     data = tuple(np.asarray(v, dtype=float) for v in values) if isinstance(values, tuple) \
         else (np.asarray(values, dtype=float),)
     n = len(data[0])
-    point = float(statistic(*data, axis=-1))
+    point = float(statistic(*data, axis=-1) if vectorized else statistic(*data))
     if n < 2:
         return Estimate(point, point, point, n, percent)
-    res = stats.bootstrap(data, statistic, paired=len(data) > 1, vectorized=True, n_resamples=n_resamples,
+    res = stats.bootstrap(data, statistic, paired=len(data) > 1, vectorized=vectorized, n_resamples=n_resamples,
                           confidence_level=LEVEL, method="percentile", rng=np.random.default_rng(seed))
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if not (math.isfinite(low) and math.isfinite(high)):   # a degenerate sample: every resample equal
