@@ -56,6 +56,7 @@ def test_seed_spread_is_the_range_of_tpr_and_moves_only_beyond_its_noise():
     assert spread["n"] == 3 and abs(spread["spread"] - 0.3) < 1e-12 and spread["moves"] is True
     close = {s: {"tpr": [t], "fpr": [0.1], "auroc": [0.7]} for s, t in enumerate([0.5, 0.55])}
     assert energy.seed_spread(close, 100)["moves"] is None
+    assert not spread["works"] and energy.seed_spread({0: {"tpr": [0.9], "fpr": [0.1], "auroc": [0.95]}}, 9)["works"]
 
 
 def test_overlap_interval_covers_the_overlap():

@@ -108,15 +108,17 @@ def seed_table(models: Mapping[int, object], studies: Mapping[int, dict]):
                       "FPR": f"{r['fpr'][0]:.3f}", "AUROC": f"{r['auroc'][0]:.3f}"} for s, r in studies.items()}, "seed")
 
 
-def seed_spread(studies: Mapping[int, dict], n_images: int) -> dict:
+def seed_spread(studies: Mapping[int, dict], n_images: int, *, works_at: float = 0.8) -> dict:
     """Mean ± standard deviation of TPR, FPR and AUROC over seeds, the TPR's range
     (``spread``), and whether the TPR really moves between runs: the difference of the
     highest and the lowest seed's TPR (each over ``n_images`` attacked images, Newcombe's
-    interval) above 0 (``moves``; ``None`` if the interval reaches 0)."""
+    interval) above 0 (``moves``; ``None`` if the interval reaches 0). The question is only
+    worth asking of a detector that works: ``works`` when every seed's AUROC is at least
+    ``works_at`` — the scatter of a detector near chance says nothing about its stability."""
     tpr, fpr, auc = (np.array([r[k][0] for r in studies.values()]) for k in ("tpr", "fpr", "auroc"))
     hi, lo = (proportion(round(float(v) * n_images), n_images) for v in (tpr.max(), tpr.min()))
     gap = difference(hi, lo)
     return {"n": len(tpr), "spread": float(tpr.max() - tpr.min()), "highest": hi, "lowest": lo, "gap": gap,
-            "moves": decide(gap, 0.0),
+            "moves": decide(gap, 0.0), "min_auroc": float(auc.min()), "works": bool(auc.min() >= works_at),
             "text": f"TPR {tpr.mean():.2f} ± {tpr.std():.2f}, FPR {fpr.mean():.2f} ± {fpr.std():.2f}, "
                     f"AUROC {auc.mean():.2f} ± {auc.std():.2f}"}
