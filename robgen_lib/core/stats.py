@@ -28,6 +28,7 @@ paired difference as ``+12.5 points [+3.1, +21.9], n = 64, McNemar p = 0.012``).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -83,17 +84,25 @@ def bootstrap(values, statistic: Callable = np.mean, *, n_resamples: int = 2000,
               percent: bool = False, vectorized: bool = True) -> Estimate:
     """``statistic`` of one sample (or of a tuple of paired samples, resampled together)
     with a percentile bootstrap interval; ``statistic`` takes the sample(s) and ``axis``
-    (``vectorized=False``: the sample(s) only, called once per resample)."""
+    (``vectorized=False``: the sample(s) only, called once per resample).
+
+    The interval is widened, where needed, to contain the measured value: a statistic that
+    resampling biases (a histogram overlap shrinks when images repeat) can have a percentile
+    interval beside its own value, and a decision must not lean on that bias. (BCa, which
+    corrects bias in principle, collapsed to a point beside the value on such overlaps.)
+    """
     data = tuple(np.asarray(v, dtype=float) for v in values) if isinstance(values, tuple) \
         else (np.asarray(values, dtype=float),)
     n = len(data[0])
     point = float(statistic(*data, axis=-1) if vectorized else statistic(*data))
     if n < 2:
         return Estimate(point, point, point, n, percent)
-    res = stats.bootstrap(data, statistic, paired=len(data) > 1, vectorized=vectorized, n_resamples=n_resamples,
-                          confidence_level=LEVEL, method="percentile", rng=np.random.default_rng(seed))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # scipy warns of a degenerate sample; handled below
+        res = stats.bootstrap(data, statistic, paired=len(data) > 1, vectorized=vectorized, n_resamples=n_resamples,
+                              confidence_level=LEVEL, method="percentile", rng=np.random.default_rng(seed))
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    if not (math.isfinite(low) and math.isfinite(high)):   # a degenerate sample: every resample equal
+    if not (math.isfinite(low) and math.isfinite(high)):   # every resample equal: a point
         low = high = point
     return Estimate(point, min(low, point), max(high, point), n, percent)
 

@@ -98,7 +98,7 @@ def operating_points(study: dict, budgets: dict, temperatures: Sequence[float], 
 
 def overlap_estimate(clean, attacked, *, seed: int = 0):
     """The histogram overlap coefficient of clean and attacked energies (the same images)
-    with a paired bootstrap interval."""
+    with a paired bootstrap interval (widened to contain the overlap: resampling biases it down)."""
     return bootstrap((np.asarray(clean), np.asarray(attacked)), histogram_overlap, vectorized=False, seed=seed)
 
 
