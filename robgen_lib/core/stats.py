@@ -56,11 +56,12 @@ class Estimate:
     n: int
     percent: bool = True   # printed as a percentage (rates) or as a plain number (scores)
     p_value: float | None = None   # of a paired test, where one was made
+    points: bool = False   # a difference of two rates, printed in signed points
 
     def __str__(self) -> str:
-        if self.p_value is not None:   # a paired difference of two rates, in points
-            return (f"{100 * self.value:+.1f} points [{100 * self.low:+.1f}, {100 * self.high:+.1f}], n = {self.n}, "
-                    f"McNemar p = {self.p_value:.2g}")
+        if self.points or self.p_value is not None:
+            test = "" if self.p_value is None else f", McNemar p = {self.p_value:.2g}"
+            return f"{100 * self.value:+.1f} points [{100 * self.low:+.1f}, {100 * self.high:+.1f}], n = {self.n}{test}"
         if self.percent:
             text = f"{100 * self.value:.1f} % [{100 * self.low:.1f}, {100 * self.high:.1f}]"
         else:
@@ -131,7 +132,7 @@ def paired(correct_a, correct_b) -> Estimate:
                           + (eb.high - eb.value) ** 2))
     above = math.sqrt(max(0.0, (ea.high - ea.value) ** 2 - 2 * phi * (ea.high - ea.value) * (eb.value - eb.low)
                           + (eb.value - eb.low) ** 2))
-    return Estimate(d, d - below, d + above, n, True, p)
+    return Estimate(d, d - below, d + above, n, True, p, points=True)
 
 
 def difference(a: Estimate, b: Estimate) -> Estimate:
@@ -139,7 +140,7 @@ def difference(a: Estimate, b: Estimate) -> Estimate:
     d = a.value - b.value
     low = d - math.sqrt((a.value - a.low) ** 2 + (b.high - b.value) ** 2)
     high = d + math.sqrt((a.high - a.value) ** 2 + (b.value - b.low) ** 2)
-    return Estimate(d, low, high, min(a.n, b.n))
+    return Estimate(d, low, high, min(a.n, b.n), points=True)
 
 
 def decide(estimate: Estimate, bar: float = 0.0, *, above: bool = True) -> bool | None:
