@@ -67,10 +67,12 @@ def test_generative_vs_standard_needs_every_generative_model_above_the_cnn_under
     rob = _rob({("ABS", "ℓ2"): (0.7, 0.7), ("E-ABS-style", "ℓ2"): (0.8, 0.8), ("standard CNN", "ℓ2"): (0.2, 0.2),
                 ("ABS", "ℓ∞"): (0.4, 0.4), ("E-ABS-style", "ℓ∞"): (0.9, 0.9), ("standard CNN", "ℓ∞"): (0.4, 0.4)})
     out = abs_analysis.generative_vs_standard(rob, ["ℓ2", "ℓ∞"])
-    assert out["holds"] is False           # ABS only ties the CNN in ℓ∞ (the same images)
+    assert out["holds"] is None            # ABS only ties the CNN in ℓ∞ (the same images): not decided for it
     assert out["measured"].startswith("ℓ2: ABS 70.0 % [") and "vs CNN 40.0 % [" in out["measured"]
     rob[("ABS", "ℓ∞")]["both_correct"] = _flags(0.45)                  # two more images: not decided
     assert abs_analysis.generative_vs_standard(rob, ["ℓ2", "ℓ∞"])["holds"] is None
+    rob[("ABS", "ℓ∞")]["both_correct"] = _flags(0.1)                   # far below the CNN: fails
+    assert abs_analysis.generative_vs_standard(rob, ["ℓ2", "ℓ∞"])["holds"] is False
     rob[("ABS", "ℓ∞")]["both_correct"] = _flags(0.9)
     assert abs_analysis.generative_vs_standard(rob, ["ℓ2", "ℓ∞"])["holds"] is True
 
@@ -80,7 +82,8 @@ def test_certified_gain_is_paired_on_the_same_images():
              "b": {"correct": _flags(0.9, 100), "radius": torch.linspace(0.0, 1.0, 100)}}
     g = abs_analysis.certified_gain(certs, "a", "b", 0.25)
     assert g["a"].value == pytest.approx(0.9) and g["holds"] is True
-    assert abs_analysis.certified_gain(certs, "a", "a", 0.25)["holds"] is False
+    assert abs_analysis.certified_gain(certs, "a", "a", 0.25)["holds"] is None      # a tie decides nothing
+    assert abs_analysis.certified_gain(certs, "b", "a", 0.25)["holds"] is False
 
 
 class Fixed(nn.Module):

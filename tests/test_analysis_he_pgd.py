@@ -30,3 +30,22 @@ def test_detectors_fitted_on_held_out_energies_catch_a_shift_both_ways():
     assert rep[("m", "down", "one-sided")].tpr > 0.95 and rep[("m", "up", "one-sided")].tpr < 0.05
     assert rep[("m", "up", "two-sided")].auroc > rep[("m", "up", "one-sided")].auroc
     assert he_pgd.highest_tpr(rep, "m", "up") == rep[("m", "up", "two-sided")].tpr
+
+
+def test_the_three_claims_decide_on_intervals():
+    import numpy as np
+    from types import SimpleNamespace
+
+    assert he_pgd.fools_as_well(0.0, 0.0, 359)["holds"] is True
+    assert he_pgd.fools_as_well(0.0, 0.2, 359)["holds"] is False
+    assert he_pgd.fools_as_well(0.0, 0.02, 100)["holds"] is None
+    rng = np.random.default_rng(0)
+    clean = rng.normal(-10, 1, 300)
+    pgd, he = clean - 5 + rng.normal(0, 1, 300), clean + 0.2 + rng.normal(0, 1, 300)
+    assert he_pgd.closer_to_data(clean, pgd, he)["holds"] is True
+    assert he_pgd.closer_to_data(clean, he, pgd)["holds"] is False
+    r = {"pgd": {"clean_energy": clean, "adv_energy": pgd}, "he": {"clean_energy": clean, "adv_energy": he}}
+    caught, missed = SimpleNamespace(tpr=0.95, auroc=0.99), SimpleNamespace(tpr=0.1, auroc=0.45)
+    out = he_pgd.evades_detector(r["pgd"], r["he"], caught, missed)
+    assert out["holds"] is True and out["informative"]
+    assert not he_pgd.evades_detector(r["pgd"], r["he"], SimpleNamespace(tpr=0.5, auroc=0.65), missed)["informative"]

@@ -43,8 +43,10 @@ def test_timestep_tradeoff_needs_robust_accuracy_to_gain_more_than_clean():
     assert (t["clean_low"], t["robust_high"]) == (0.6, 0.1) and t["robust_gains_more"] is False
     t = rdc.timestep_tradeoff(rdc.sweep(_robust({4: (0.88, 0.1), 16: (0.9, 0.4)})), 4, 16)
     assert t["robust_gains_more"] is True
-    # robust accuracy that does not rise never counts, however flat clean accuracy is
+    # robust accuracy that does not rise never counts for the claim, however flat clean accuracy is (a tie)
     assert rdc.timestep_tradeoff(rdc.sweep(_robust({4: (0.9, 0.2), 16: (0.8, 0.2)})), 4, 16)["robust_gains_more"] \
+        is None
+    assert rdc.timestep_tradeoff(rdc.sweep(_robust({4: (0.9, 0.5), 16: (0.8, 0.2)})), 4, 16)["robust_gains_more"] \
         is False
     # a small gain on few images is undecided
     small = rdc.timestep_tradeoff(rdc.sweep(_robust({4: (0.9, 0.1), 16: (0.9, 0.15)}, n=20)), 4, 16)

@@ -92,3 +92,21 @@ def test_newcombe_difference_of_two_independent_rates():
     d = difference(proportion(56, 70), proportion(48, 80))
     assert d.value == pytest.approx(0.2)
     assert (d.low, d.high) == pytest.approx((0.0524, 0.3339), abs=5e-4)
+
+
+def _table(both, only_a, only_b, neither):
+    a = np.array([1] * both + [1] * only_a + [0] * only_b + [0] * neither, bool)
+    b = np.array([1] * both + [0] * only_a + [1] * only_b + [0] * neither, bool)
+    return a, b
+
+
+def test_paired_interval_is_newcombes_and_reduces_to_the_unpaired_one_without_correlation():
+    from robgen_lib.core.stats import difference
+
+    a, b = _table(4, 2, 6, 3)                    # ad = bc: phi = 0, the unpaired hybrid score interval
+    e, u = paired(a, b), difference(proportion(6, 15), proportion(10, 15))
+    assert (e.value, e.low, e.high) == pytest.approx((u.value, u.low, u.high))
+    one = paired(*_table(3, 0, 1, 28))           # 3 vs 4 of 32 images, one image differs
+    assert one.low < -0.1 < one.value < one.high  # far wider than a bootstrap of one image (-9.4 points)
+    tie = paired(*_table(13, 0, 0, 19))          # the same 13 of 32 right: a tie, decided for neither side
+    assert tie.low < 0 < tie.high and decide(tie, 0.0) is None

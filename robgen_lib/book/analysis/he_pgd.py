@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from ...core.energy import EnergyDetector, TwoSidedEnergyDetector, roc_curve
+import numpy as np
+
+from ...core.energy import EnergyDetector, TwoSidedEnergyDetector, auroc, roc_curve
+from ...core.stats import all_of, bootstrap, decide, difference, proportion
 from ...methods.evaluate import histogram_overlap, ks_statistic
 from ..report import table
 
 __all__ = ["SIDES", "energy_shape", "shape_table", "fit_detectors", "detection", "detection_table", "roc_of",
-           "lambda_sweep", "lambda_table", "closest_to_data", "highest_tpr"]
+           "lambda_sweep", "lambda_table", "closest_to_data", "highest_tpr", "fools_as_well", "closer_to_data",
+           "evades_detector"]
 
 #: The two detectors, by the side(s) of the data's energy they flag.
 SIDES = ("one-sided", "two-sided")
@@ -81,3 +85,53 @@ def closest_to_data(points: list[tuple]) -> tuple:
 def highest_tpr(reports: Mapping[tuple, object], name: str, attack: str) -> float:
     """The better of the two detectors' TPR against ``attack`` on model ``name``."""
     return max(reports[(name, attack, side)].tpr for side in SIDES)
+
+
+# -- the claims, decided on intervals ----------------------------------------------------
+
+def fools_as_well(acc_pgd: float, acc_he: float, n: int, tolerance: float = 0.02) -> dict:
+    """Does HE-PGD leave at most ``tolerance`` more accuracy than PGD (both on ``n`` images)?
+    Both accuracies with Wilson intervals, their difference HE − PGD with Newcombe's
+    interval, ``holds`` when that interval lies below ``tolerance``."""
+    pgd, he = (proportion(round(a * n), n) for a in (acc_pgd, acc_he))
+    d = difference(he, pgd)
+    return {"pgd": pgd, "he": he, "difference": d, "holds": decide(d, tolerance, above=False)}
+
+
+def _abs_shift_gap(clean, pgd, he):
+    return abs(np.mean(he - clean)) - abs(np.mean(pgd - clean))
+
+
+def _overlap_gap(clean, pgd, he):
+    return histogram_overlap(clean, he) - histogram_overlap(clean, pgd)
+
+
+def closer_to_data(clean, pgd, he) -> dict:
+    """Do HE-PGD's energies stay closer to the data's than PGD's (the same images)? Paired
+    bootstrap intervals of |mean shift HE| − |mean shift PGD| (below 0) and of overlap HE −
+    overlap PGD with the clean histogram (above 0); ``holds`` joins both."""
+    data = tuple(np.asarray(v, dtype=float) for v in (clean, pgd, he))
+    shift = bootstrap(data, _abs_shift_gap, vectorized=False)
+    overlap = bootstrap(data, _overlap_gap, vectorized=False)
+    return {"shift_gap": shift, "overlap_gap": overlap,
+            "holds": all_of(decide(shift, 0.0, above=False), decide(overlap, 0.0))}
+
+
+def _auroc_gap(clean, pgd, he):
+    return auroc(-clean, -pgd) - auroc(-clean, -he)
+
+
+def evades_detector(pgd: dict, he: dict, report_pgd, report_he, *, tpr_drop: float = 0.1,
+                    works_at: float = 0.8) -> dict:
+    """Does HE-PGD pass the detector that catches PGD? ``pgd`` / ``he``: the two attacks'
+    ``attack_energies`` on the same images, ``report_*``: the detector's reports. The TPR
+    drop PGD − HE (Newcombe) above ``tpr_drop`` and the paired-bootstrap AUROC drop above 0
+    (``holds``); ``informative`` only if the detector catches PGD at all (its AUROC against
+    PGD at least ``works_at``) — evading a detector that catches nothing tests nothing."""
+    n = len(pgd["adv_energy"])
+    t_pgd, t_he = proportion(round(report_pgd.tpr * n), n), proportion(round(report_he.tpr * n), n)
+    drop = difference(t_pgd, t_he)
+    data = tuple(np.asarray(v, dtype=float) for v in (pgd["clean_energy"], pgd["adv_energy"], he["adv_energy"]))
+    auc = bootstrap(data, _auroc_gap, vectorized=False)
+    return {"tpr_pgd": t_pgd, "tpr_he": t_he, "tpr_drop": drop, "auroc_drop": auc,
+            "holds": all_of(decide(drop, tpr_drop), decide(auc, 0.0)), "informative": report_pgd.auroc >= works_at}
