@@ -17,9 +17,9 @@ from ..yardstick import prediction_cost
 
 __all__ = ["denoiser_summary", "sweep", "sweep_table", "percent_curves", "timestep_tradeoff",
            "peak_at", "MULTI_HEAD", "SINGLE_HEAD", "head_cost", "head_savings", "cost_table", "threat_label",
-           "robust_accuracies", "robust_estimates", "robust_gap", "robust_accuracy_table", "accuracy_bars",
+           "robust_accuracies", "robust_gap", "robust_accuracy_table", "accuracy_bars",
            "masking_table", "gradient_table", "stronger_attack", "near_zero", "gradients_agree",
-           "highest_robust_accuracy", "attack_step", "energy_samples", "energy_shifts", "energy_reversal",
+           "attack_step", "energy_samples", "energy_shifts", "energy_reversal",
            "energy_table"]
 
 
@@ -141,11 +141,6 @@ def robust_accuracies(results: Mapping[tuple, dict]) -> dict[tuple, float]:
     return {key: r["robust_accuracy"] for key, r in results.items()}
 
 
-def robust_estimates(results: Mapping[tuple, dict]) -> dict[tuple, Estimate]:
-    """{(model, threat): robust accuracy with its Wilson interval and n} of a robust table."""
-    return {key: proportion(r["robust"]) for key, r in results.items()}
-
-
 def robust_gap(results: Mapping[tuple, dict], a, b, threat: str = "linf", bar: float = 0.0) -> dict:
     """Is ``a`` more robust than ``b`` by more than ``bar`` under ``threat``, on the same
     images? The paired difference a − b (``gap``, with McNemar's p) and ``holds``
@@ -230,14 +225,6 @@ def gradients_agree(results: Mapping[tuple, dict], a: str = "bpda", b: str = "ex
     diff = paired(results[(a, threat)]["robust"], results[(b, threat)]["robust"])
     return {"a": proportion(results[(a, threat)]["robust"]), "b": proportion(results[(b, threat)]["robust"]),
             "difference": diff, "holds": within(diff, tolerance)}
-
-
-def highest_robust_accuracy(results: Mapping[tuple, dict]) -> float:
-    """The highest robust accuracy of any entry of a robust table."""
-    return max(r["robust_accuracy"] for r in results.values())
-
-
-# ------------------------------------------------------------------ the energy view
 
 
 def attack_step(eps: float, steps: int) -> float:
