@@ -204,3 +204,199 @@ def test_decision_robust_accuracy_counts_images_beyond_epsilon():
     for eps in (0.0, float(res["dist"].median()), 1e9):
         assert torch.equal(robust_at(res, eps), res["dist"] > eps)
     assert not robust_at(res, 1e9).any() and robust_at(res, 0.0).all()
+
+
+# ------------------------------------------------------------------ best iterate and EOT
+
+
+def _pgd_last_iterate(model, x, y, *, eps, step_size, steps, norm="linf", loss=None, targeted=False, generator=None):
+    """PGD written out plainly: random start, ``steps`` steps, the last iterate returned."""
+    from robgen_lib.core.attacks import RULES, ce_loss
+
+    loss = ce_loss if loss is None else loss
+    rule = RULES[norm](eps)
+    x_adv = rule.project(rule.random_start(x, generator), x)
+    sign = -1.0 if targeted else 1.0
+    model.eval()
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss(model(x_adv), y).sum() * sign, x_adv)
+        with torch.no_grad():
+            x_adv = rule.project(x_adv + rule.step(grad, step_size), x)
+    return x_adv.detach()
+
+
+def _tiny_cnn():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                               torch.nn.Linear(256, 10))
+
+
+def _images(n: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+@pytest.mark.parametrize("kw", [dict(norm="linf", eps=0.1, step_size=0.03), dict(norm="l2", eps=0.5, step_size=0.1),
+                                dict(norm="linf", eps=0.2, step_size=0.05, targeted=True)])
+def test_pgd_without_best_is_the_plain_last_iterate(kw):
+    model, (x, y) = _tiny_cnn(), _images(8)
+    ref = _pgd_last_iterate(model, x, y, steps=5, generator=torch.Generator().manual_seed(7), **kw)
+    for extra in ({}, dict(best=False, eot=1)):
+        out = pgd(model, x, y, steps=5, generator=torch.Generator().manual_seed(7), **kw, **extra)
+        assert torch.equal(out, ref)
+
+
+class _Oscillating(torch.nn.Module):
+    """Two classes; z_1 = a·sin(ω·mean(x)) − b, z_0 = 0: the loss along a PGD path rises and
+    falls, so an iterate can be misclassified and the next one correct again."""
+
+    def __init__(self, freq: float = 60.0, amp: float = 3.0, bias: float = 1.5):
+        super().__init__()
+        self.freq, self.amp, self.bias = freq, amp, bias
+
+    def forward(self, x):
+        z1 = self.amp * torch.sin(self.freq * x.flatten(1).mean(1)) - self.bias
+        return torch.stack([torch.zeros_like(z1), z1], 1)
+
+
+def test_best_iterate_never_leaves_more_images_correct_than_the_last():
+    from robgen_lib.core.attacks import robust_correct
+
+    model = _Oscillating()
+    x = torch.rand(40, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = model(x).argmax(1)
+    fewer = 0
+    for seed in range(5):
+        kw = dict(eps=0.1, step_size=0.03, steps=10)
+        best = robust_correct(model, x, y, generator=torch.Generator().manual_seed(seed), **kw)   # the default
+        last = robust_correct(model, x, y, generator=torch.Generator().manual_seed(seed), best_iterate=False, **kw)
+        assert not (best & ~last).any()                    # best-correct ⇒ last-correct, per image
+        fewer += int(best.sum() < last.sum())
+    assert fewer >= 1
+
+
+def test_best_iterate_returns_a_fooling_iterate_inside_the_ball():
+    model = _Oscillating()
+    x = torch.rand(40, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = model(x).argmax(1)
+    path = []
+    kw = dict(eps=0.1, step_size=0.03, steps=10)
+    last = pgd(model, x, y, generator=torch.Generator().manual_seed(1), callback=lambda k, xa: path.append(xa), **kw)
+    best = pgd(model, x, y, generator=torch.Generator().manual_seed(1), best=True, **kw)
+    assert (best - x).abs().max() <= 0.1 + 1e-6 and best.min() >= 0 and best.max() <= 1
+    fooled_somewhere = torch.stack([model(p).argmax(1) != y for p in path]).any(0)
+    assert torch.equal(model(best).argmax(1) != y, fooled_somewhere)
+    first = torch.stack([model(p).argmax(1) != y for p in path]).float().argmax(0)   # the first fooling iterate
+    for i in fooled_somewhere.nonzero().squeeze(1).tolist():
+        assert torch.equal(best[i], path[first[i]][i])
+    assert torch.equal(last, path[-1])
+    # targeted: the first iterate that reaches the target, here the other class
+    hit = pgd(model, x, 1 - y, targeted=True, generator=torch.Generator().manual_seed(1), best=True, **kw)
+    plain = pgd(model, x, 1 - y, targeted=True, generator=torch.Generator().manual_seed(1), **kw)
+    reached, reached_last = model(hit).argmax(1) == 1 - y, model(plain).argmax(1) == 1 - y
+    assert not (reached_last & ~reached).any() and reached.sum() > reached_last.sum()
+
+
+def test_best_iterate_without_a_fooling_iterate_keeps_the_highest_loss():
+    from robgen_lib.core.attacks import ce_loss
+
+    model = _Oscillating(bias=10.0)                         # class 1 can never win
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    y = torch.zeros(8, dtype=torch.long)
+    path = []
+    kw = dict(eps=0.1, step_size=0.03, steps=6)
+    pgd(model, x, y, generator=torch.Generator().manual_seed(3), callback=lambda k, xa: path.append(xa), **kw)
+    best = pgd(model, x, y, generator=torch.Generator().manual_seed(3), best=True, **kw)
+    losses = torch.stack([ce_loss(model(p), y) for p in path])        # (steps + 1, N), k = 0 included
+    assert torch.allclose(ce_loss(model(best), y), losses.max(0).values)
+
+
+class _Counting(torch.nn.Module):
+    def __init__(self, body):
+        super().__init__()
+        self.body, self.calls = body, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.body(x)
+
+
+@pytest.mark.parametrize("best, eot", [(False, 1), (True, 1), (False, 3), (True, 3)])
+def test_pgd_forward_passes(best, eot):
+    model = _Counting(_Oscillating())
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    pgd(model, x, model.body(x).argmax(1), eps=0.1, step_size=0.03, steps=5, best=best, eot=eot)
+    assert model.calls == 5 * eot + (eot if best else 0)      # best: one more evaluation, of the last iterate
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_eot_on_a_deterministic_model_changes_nothing(norm):
+    model, (x, y) = _tiny_cnn(), _images(8)
+    kw = dict(eps=0.1 if norm == "linf" else 0.5, step_size=0.03, steps=5, norm=norm)
+    one = pgd(model, x, y, generator=torch.Generator().manual_seed(4), **kw)
+    four = pgd(model, x, y, generator=torch.Generator().manual_seed(4), eot=4, **kw)
+    assert torch.equal(one, four) if norm == "linf" else torch.allclose(one, four, atol=1e-5)
+
+
+def test_eot_averages_the_gradients_of_a_stochastic_model():
+    class Noisy(torch.nn.Module):
+        """z = (w + u)·x with u ~ N(0, 1) per call, so E[∇ₓ z_1] = w."""
+
+        def __init__(self):
+            super().__init__()
+            self.gen = torch.Generator().manual_seed(0)
+
+        def forward(self, x):
+            u = torch.randn(2, x[0].numel(), generator=self.gen)
+            w = torch.stack([torch.zeros(x[0].numel()), torch.ones(x[0].numel())])
+            return x.flatten(1) @ (w + 2.0 * u).T
+
+    x = torch.full((1, 1, 8, 8), 0.5)
+    y = torch.zeros(1, dtype=torch.long)
+    agree = []
+    for eot in (1, 200):
+        adv = pgd(Noisy(), x, y, eps=0.1, step_size=0.1, steps=1, random_start=False, eot=eot)
+        agree.append(float(((adv - x).sign() == 1).float().mean()))   # the true ascent direction is +1 everywhere
+    assert agree[1] > 0.95 and agree[1] > agree[0]
+
+
+@pytest.mark.parametrize("eot", [0, -1, 1.5, True, "2"])
+def test_bad_eot_is_refused(eot):
+    from robgen_lib.core.attacks import robust_correct
+    from robgen_lib.core.data import Split
+    from robgen_lib.methods.evaluate import robust_accuracy
+
+    model = _Oscillating()
+    x = torch.rand(2, 1, 8, 8)
+    y = model(x).argmax(1)
+    with pytest.raises(ConfigError, match="eot"):
+        pgd(model, x, y, eps=0.1, step_size=0.03, steps=1, eot=eot)
+    with pytest.raises(ConfigError, match="eot"):
+        robust_correct(model, x, 1 - y, eps=0.1, step_size=0.03, steps=1, eot=eot)   # all wrong: no PGD runs
+    with pytest.raises(ConfigError, match="eot"):
+        robust_accuracy(model, Split(x, y), norm="linf", eps=0.1, steps=1, losses=("ce",), eot=eot, progress=False)
+
+
+def test_robust_accuracy_keys_name_best_iterate_and_eot():
+    from robgen_lib.core.cached import call_key
+    from robgen_lib.core.data import Split
+    from robgen_lib.methods.evaluate import robust_accuracy
+
+    split = Split(torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.long))
+    args = call_key(robust_accuracy, _Linear3Spec(), split, norm="linf", eps=0.1, steps=2)["arguments"]
+    assert args["best_iterate"] is True and args["eot"] == 1
+    model = _Oscillating()
+    x = torch.rand(40, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = model(x).argmax(1)
+    kw = dict(norm="linf", eps=0.1, steps=10, step_size=0.03, losses=("ce",), seed=1, batch_size=20, progress=False)
+    best = robust_accuracy(model, Split(x, y), **kw)
+    last = robust_accuracy(model, Split(x, y), best_iterate=False, **kw)
+    assert not (best["robust"] & ~last["robust"]).any()
+    assert best["robust_accuracy"] < last["robust_accuracy"]
+    assert robust_accuracy(model, Split(x, y), eot=2, **kw)["robust_accuracy"] == best["robust_accuracy"]
+
+
+class _Linear3Spec(_Linear3):
+    def spec(self) -> dict:
+        return {"model": "linear3"}

@@ -9,6 +9,11 @@ Untargeted attacks *ascend* L(f(x'), y); targeted attacks *descend* L(f(x'), tar
 A loss is any ``loss(logits, y) -> (N,)`` tensor, so HE-PGD and friends are losses, not
 new attacks.  Inputs are in [0, 1]; the model is put in eval mode during the attack and
 restored afterwards; the device is taken from the inputs.
+
+Two options make the attack fit models that are not smooth or not deterministic: ``eot``
+averages each gradient over several passes (expectation over transformation), and
+``best`` returns, per image, the first iterate seen misclassified (else the one of
+highest loss) rather than the last.  :func:`robust_correct` uses the best iterate.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from .progress import progress_bar
 from .validate import as_float
 
 __all__ = ["LinfRule", "L2Rule", "ce_loss", "dlr_loss", "he_pgd_loss", "energy_matching_loss", "HighEnergyLoss",
-           "EnergyMatchingLoss", "pgd", "attack",
+           "EnergyMatchingLoss", "pgd", "check_eot", "attack",
            "attack_path", "predict_logits", "robust_correct", "boundary_attack"]
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -172,6 +177,49 @@ def _check(eps, step_size, steps, norm):
     return eps, step_size
 
 
+def check_eot(eot) -> int:
+    """``eot`` if it is an integer >= 1 (passes per gradient), else :class:`ConfigError`."""
+    if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
+        raise ConfigError(f"eot (forward/backward passes per gradient) must be an integer >= 1, got {eot!r}")
+    return eot
+
+
+def _eot_gradient(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, loss: Loss, sign: float, eot: int):
+    """∇ₓ of the mean over ``eot`` passes of sign·L(f(x'), y), with the passes' mean
+    per-image objective and mean logits (both detached)."""
+    grad = objective = logits = None
+    for _ in range(eot):
+        out = model(x_adv)
+        per_image = loss(out, y) * sign
+        (g,) = torch.autograd.grad(per_image.sum(), x_adv)
+        grad = g if grad is None else grad + g
+        objective = per_image.detach() if objective is None else objective + per_image.detach()
+        logits = out.detach() if logits is None else logits + out.detach()
+    if eot == 1:
+        return grad, objective, logits
+    return grad / eot, objective / eot, logits / eot
+
+
+class _BestIterate:
+    """Per image, the first iterate seen misclassified, else the one of highest objective."""
+
+    def __init__(self, x_adv: torch.Tensor, targeted: bool):
+        self.x = x_adv.detach().clone()
+        self.objective = torch.full((len(x_adv),), float("-inf"), device=x_adv.device)
+        self.found = torch.zeros(len(x_adv), dtype=torch.bool, device=x_adv.device)
+        self.targeted = targeted
+
+    @torch.no_grad()
+    def offer(self, x_adv: torch.Tensor, objective: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        pred = logits.argmax(1)
+        fooled = pred == y if self.targeted else pred != y
+        objective = objective.float()
+        better = ~self.found & (fooled | (objective > self.objective))
+        self.x[better] = x_adv.detach()[better]
+        self.objective = torch.where(better, objective, self.objective)
+        self.found |= fooled
+
+
 def pgd(
     model: nn.Module,
     x: torch.Tensor,
@@ -186,27 +234,53 @@ def pgd(
     random_start: bool = True,
     generator: torch.Generator | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
+    best: bool = False,
+    eot: int = 1,
 ) -> torch.Tensor:
     """Return x' in the ``norm`` ball of radius ``eps`` around x (and in [0, 1]).
+
+    The objective is J(x') = s·L(f(x'), y), s = +1 untargeted, s = -1 targeted (``y`` is
+    then the target); each step ascends J.
+
+    * ``eot`` (expectation over transformation): each gradient is the mean over ``eot``
+      forward/backward passes, ∇J ≈ (1/eot)·Σ_j ∇ₓ s·L(f_j(x'), y), for a model whose
+      output is random (fresh noise per call). For a deterministic model it only costs time.
+    * ``best=False``: the last iterate x'_K is returned.
+    * ``best=True``: per image, the first iterate x'_k (k = 0 is the random start, then
+      k = 1..K) whose prediction is already adversarial — argmax ≠ y untargeted, argmax = y
+      targeted — else the iterate of highest J. Iterate k < K is judged on the logits and
+      losses of the gradient passes taken at it (the mean over the ``eot`` passes), so this
+      costs nothing extra; the last iterate gets ``eot`` forward passes of its own. With a
+      stochastic model the choice is made on the attack's own draws: whoever then judges
+      the returned images on a fresh draw (as :func:`robust_correct` does) judges honestly.
 
     ``callback(k, x')`` is called after the random start (k = 0) and after each step.
     """
     eps, step_size = _check(eps, step_size, steps, norm)
+    eot = check_eot(eot)
     rule = RULES[norm](eps)
     x = x.detach()
     x_adv = rule.project(rule.random_start(x, generator), x) if random_start and eps > 0 else x.clone()
     sign = -1.0 if targeted else 1.0
+    keep = _BestIterate(x_adv, targeted) if best and steps > 0 else None
     with eval_mode(model):
         if callback is not None:
             callback(0, x_adv)
         for k in range(1, steps + 1):
             x_adv.requires_grad_(True)
-            objective = loss(model(x_adv), y).sum() * sign
-            (grad,) = torch.autograd.grad(objective, x_adv)
+            grad, objective, logits = _eot_gradient(model, x_adv, y, loss, sign, eot)
             with torch.no_grad():
+                if keep is not None:
+                    keep.offer(x_adv, objective, logits, y)
                 x_adv = rule.project(x_adv + rule.step(grad, step_size), x)
             if callback is not None:
                 callback(k, x_adv)
+        if keep is not None:
+            with torch.no_grad():
+                outs = [model(x_adv) for _ in range(eot)]
+                objective = torch.stack([loss(o, y) * sign for o in outs]).mean(0)
+                keep.offer(x_adv, objective, torch.stack(outs).mean(0), y)
+            return keep.x
     return x_adv.detach()
 
 
@@ -267,20 +341,27 @@ def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: in
 
 def robust_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, restarts: int = 1,
                    losses: Sequence[Loss] = (ce_loss,), generator: torch.Generator | None = None,
-                   **pgd_kwargs) -> torch.Tensor:
+                   best_iterate: bool = True, eot: int = 1, **pgd_kwargs) -> torch.Tensor:
     """Per image: still classified correctly after every restart of PGD with every loss.
 
     The worst case over ``restarts`` random starts × ``losses`` (e.g. CE and DLR) — the
-    usual way to make a PGD evaluation harder to fool. Images already misclassified
-    clean count as not robust. Returns a bool tensor on the CPU.
+    usual way to make a PGD evaluation harder to fool. Each run is :func:`pgd` with
+    ``best=best_iterate`` and ``eot`` gradient passes: with ``best_iterate`` an iterate the
+    attack saw misclassified is kept even if later steps un-fool it (a model whose loss
+    is not smooth in x — a purification step, a latent search — loses such iterates
+    otherwise). The returned images are then judged by a separate :func:`predict_logits`
+    pass, so a stochastic model is judged on a draw independent of the attack's. Images
+    already misclassified clean count as not robust. Returns a bool tensor on the CPU.
     """
+    eot = check_eot(eot)
     ok = predict_logits(model, x, len(x)).argmax(1) == y.cpu()
     for loss in losses:
         for _ in range(restarts):
             todo = ok.nonzero().squeeze(1)
             if len(todo) == 0:
                 return ok
-            xa = pgd(model, x[todo.to(x.device)], y[todo.to(y.device)], loss=loss, generator=generator, **pgd_kwargs)
+            xa = pgd(model, x[todo.to(x.device)], y[todo.to(y.device)], loss=loss, generator=generator,
+                     best=best_iterate, eot=eot, **pgd_kwargs)
             ok[todo] = predict_logits(model, xa, len(xa)).argmax(1) == y[todo.to(y.device)].cpu()
     return ok
 

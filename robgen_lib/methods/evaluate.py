@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.attacks import attack_path, boundary_attack, ce_loss, dlr_loss, predict_logits, robust_correct
+from ..core.attacks import (attack_path, boundary_attack, ce_loss, check_eot, dlr_loss, predict_logits,
+                            robust_correct)
 from ..core.data import Split
 from ..core.energy import EnergyDetector, ce_decomposition, marginal_energy, roc_curve
 from ..core.models import model_device
@@ -186,16 +187,21 @@ LOSSES = {"ce": ce_loss, "dlr": dlr_loss}
 
 def robust_accuracy(model: nn.Module, split: Split, *, norm: str, eps: float, steps: int, restarts: int = 1,
                     losses: Sequence[str] = ("ce", "dlr"), step_size: float | None = None, seed: int = 0,
-                    batch_size: int = 64, progress: bool = True) -> dict:
-    """Per-image clean and robust correctness under the worst of PGD restarts × losses.
+                    best_iterate: bool = True, eot: int = 1, batch_size: int = 64, progress: bool = True) -> dict:
+    """Per-image clean and robust correctness under the worst of PGD restarts × losses
+    (:func:`~robgen_lib.core.attacks.robust_correct`).
 
-    Step size defaults to 2.5·ε/steps. Runs through :func:`~robgen_lib.core.parallel.sharded_map`:
-    one process by default, a shard per process under torchrun, identical results.
+    Step size defaults to 2.5·ε/steps. ``best_iterate``: each PGD run returns, per image,
+    the first iterate it saw misclassified (else the one of highest loss) instead of the
+    last; ``eot``: gradient passes averaged per step (for a stochastic model). Runs through
+    :func:`~robgen_lib.core.parallel.sharded_map`: one process by default, a shard per
+    process under torchrun, identical results.
     """
 
     unknown = [name for name in losses if name not in LOSSES]
     if unknown:
         raise ValueError(f"unknown attack loss(es) {unknown}; allowed: {sorted(LOSSES)}")
+    check_eot(eot)
     alpha = 2.5 * eps / steps if step_size is None else step_size
     device = model_device(model)
 
@@ -203,7 +209,8 @@ def robust_accuracy(model: nn.Module, split: Split, *, norm: str, eps: float, st
         xb, yb = xb.to(device), yb.to(device)
         clean = predict_logits(model, xb, len(xb)).argmax(1) == yb.cpu()
         robust = robust_correct(model, xb, yb, restarts=restarts, losses=[LOSSES[n] for n in losses],
-                                generator=gen, norm=norm, eps=eps, step_size=alpha, steps=steps)
+                                generator=gen, best_iterate=best_iterate, eot=eot, norm=norm, eps=eps,
+                                step_size=alpha, steps=steps)
         return {"clean": clean, "robust": robust}
 
     out = sharded_map(fn, split.x, split.y, batch_size=batch_size, seed=seed,
