@@ -116,6 +116,50 @@ def test_history_tracks_test_accuracy_and_jeat_keeps_its_samples(digits, store):
     assert again.from_cache and torch.equal(again.samples, m.samples)
 
 
+def test_jeat_samples_use_running_batchnorm_statistics_without_updating_them():
+    import copy
+
+    from robgen_lib.core.attacks import pgd
+    from robgen_lib.methods.jeat import JEATTraining
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(256, 3))
+    twin = copy.deepcopy(model)
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 3, (6,), generator=torch.Generator().manual_seed(2))
+    obj = JEATTraining(0.1, 0.05, 2, sgld_steps=2, sgld_step=0.01, buffer_size=20)
+    model.train()
+    torch.manual_seed(3)                                   # PGD's random start draws from the global generator
+    loss = obj(model, x, y)
+    torch.manual_seed(3)
+    x_adv = pgd(twin, x, y, eps=0.1, step_size=0.05, steps=2)
+    twin.train()
+    twin(x_adv)                                            # what the adversarial batch alone does to the statistics
+    bn, ref = model[1], twin[1]
+    assert torch.equal(bn.running_mean, ref.running_mean) and torch.equal(bn.running_var, ref.running_var)
+    assert int(bn.num_batches_tracked) == int(ref.num_batches_tracked) == 1
+    assert model.training and all(m.training for m in model.modules())
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    assert obj.spec()["sample_norm"] == "running"
+
+
+def test_frozen_batchnorm_leaves_other_modules_and_restores_modes():
+    from robgen_lib.core.models import frozen_batchnorm
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), torch.nn.Dropout(0.5),
+                                torch.nn.BatchNorm1d(4))
+    model.train()
+    model[3].eval()
+    before = model[1].running_mean.clone()
+    with frozen_batchnorm(model):
+        assert not model[1].training and not model[3].training and model[0].training and model[2].training
+        model(torch.randn(8, 4))
+    assert torch.equal(model[1].running_mean, before)
+    assert model[1].training and not model[3].training and model.training
+
+
 def test_jeat_refuses_negative_weights():
     from robgen_lib.methods.jeat import JEATTraining
 

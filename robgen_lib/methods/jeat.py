@@ -4,7 +4,11 @@ for the core training loop.
     -log p(x_adv, y) = [E(x_adv, y) - E(x_adv)] + [E(x_adv) - E(x̂)]
 
 x_adv by PGD on the cross-entropy, x̂ by SGLD on E(x) started from a replay buffer, plus
-an L2 penalty on both energies for stability.  Exploding energies stop training with a
+an L2 penalty on both energies for stability.  PGD and SGLD run with the model in eval
+mode; in the loss, the adversarial batch goes through BatchNorm in train mode (batch
+statistics, running statistics updated) while the samples' energies E(x̂) use the
+running statistics and leave them untouched, so samples never shift the statistics the
+classifier is evaluated with.  Exploding energies stop training with a
 clear message (:class:`~robgen_lib.core.errors.TrainingFailed`).
 """
 from __future__ import annotations
@@ -18,6 +22,7 @@ from torch import nn
 from ..core.attacks import pgd
 from ..core.energy import marginal_energy
 from ..core.errors import ConfigError, TrainingFailed
+from ..core.models import frozen_batchnorm
 from .sampling import sgld
 
 __all__ = ["JEATTraining", "ReplayBuffer"]
@@ -64,19 +69,25 @@ class JEATTraining:
         return {"name": "jeat", "eps": self.eps, "step_size": self.step_size, "steps": self.steps,
                 "sgld_steps": self.sgld_steps, "sgld_step": self.sgld_step, "sgld_noise": self.sgld_noise,
                 "buffer_size": self.buffer_size, "reinit": self.reinit, "energy_penalty": self.energy_penalty,
-                "cd_weight": self.cd_weight, "seed": self.seed}
+                "cd_weight": self.cd_weight, "sample_norm": "running", "seed": self.seed}
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator=None) -> torch.Tensor:
-        """The loss of one batch (JEAT draws from its own seeded generator, not the loop's)."""
+        """The loss of one batch (JEAT draws from its own seeded generator, not the loop's).
+
+        PGD and SGLD see the model in eval mode; E(x_adv) and the cross-entropy use it in
+        the caller's mode, E(x̂) with BatchNorm on its running statistics (not updated).
+        """
         if self.buffer is None:
             self.buffer = ReplayBuffer(self.buffer_size, tuple(x.shape[1:]), self.reinit, self.gen)
         x_adv = pgd(model, x, y, eps=self.eps, step_size=self.step_size, steps=self.steps)
         start, idx = self.buffer.sample(len(x))
         samples = sgld(model, start.to(x.device), steps=self.sgld_steps, step_size=self.sgld_step,
-                             noise=self.sgld_noise, generator=self.gen)
+                       noise=self.sgld_noise, generator=self.gen)
         self.buffer.update(idx, samples)
         logits_adv = model(x_adv)
-        e_data, e_samp = marginal_energy(logits_adv), marginal_energy(model(samples))
+        with frozen_batchnorm(model):
+            logits_samp = model(samples)
+        e_data, e_samp = marginal_energy(logits_adv), marginal_energy(logits_samp)
         worst = max(e_data.detach().abs().max().item(), e_samp.detach().abs().max().item())
         if not math.isfinite(worst) or worst > self.max_energy:
             raise TrainingFailed(f"JEAT diverged: |energy| reached {worst:.3g} (limit {self.max_energy:g}); "

@@ -10,7 +10,8 @@ from .classifiers import Normalize, PreActResNet18, ResNet10, SmallCNN
 
 MODELS = ("small_cnn", "resnet10", "preact_resnet18")
 
-__all__ = ["MODELS", "Normalize", "SmallCNN", "ResNet10", "PreActResNet18", "build_model", "model_device", "eval_mode", "last_linear"]
+__all__ = ["MODELS", "Normalize", "SmallCNN", "ResNet10", "PreActResNet18", "build_model", "model_device", "eval_mode", "frozen_batchnorm",
+           "last_linear"]
 
 
 def build_model(name: str, *, in_channels: int, num_classes: int, image_size: int,
@@ -54,3 +55,23 @@ class eval_mode:
 
     def __exit__(self, *exc):
         self.model.train(self.was_training)
+
+
+class frozen_batchnorm:
+    """``with frozen_batchnorm(model):`` — every BatchNorm layer in eval mode inside: it
+    normalises with its running statistics, y = γ·(x − μ_run)/√(σ²_run + ε) + β, and
+    does not update them. Every other module keeps its mode; each BatchNorm layer's
+    previous mode is restored after. Gradients still flow to γ, β and the rest."""
+
+    def __init__(self, model: nn.Module):
+        self.norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self.was_training: list[bool] = []
+
+    def __enter__(self):
+        self.was_training = [m.training for m in self.norms]
+        for m in self.norms:
+            m.eval()
+
+    def __exit__(self, *exc):
+        for m, mode in zip(self.norms, self.was_training):
+            m.train(mode)
