@@ -10,8 +10,8 @@ from .classifiers import Normalize, PreActResNet18, ResNet10, SmallCNN
 
 MODELS = ("small_cnn", "resnet10", "preact_resnet18")
 
-__all__ = ["MODELS", "Normalize", "SmallCNN", "ResNet10", "PreActResNet18", "build_model", "model_device", "eval_mode", "frozen_batchnorm",
-           "last_linear"]
+__all__ = ["MODELS", "Normalize", "SmallCNN", "ResNet10", "PreActResNet18", "build_model", "model_device",
+           "eval_mode", "frozen_batchnorm", "last_linear"]
 
 
 def build_model(name: str, *, in_channels: int, num_classes: int, image_size: int,
