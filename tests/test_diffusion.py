@@ -7,12 +7,15 @@ import sys
 import pytest
 import torch
 
+from robgen_lib.core.errors import ConfigError
 from robgen_lib.methods.diffusion import (
     RDC,
     Denoiser,
     DiffusionClassifier,
     DenoisingLoss,
+    Schedule,
     likelihood_maximisation,
+    sigma_grid,
 )
 
 
@@ -63,9 +66,63 @@ def test_classifier_gradient_matches_finite_differences(tiny):
 
 def test_classifier_is_deterministic(tiny):
     x = torch.rand(2, 1, 8, 8)
-    clf = DiffusionClassifier(tiny, timesteps=4, seed=7)
-    assert torch.equal(clf(x), clf(x))
-    assert torch.equal(clf(x), DiffusionClassifier(tiny, timesteps=4, seed=7)(x))
+    for grid in ("uniform", "sigma"):
+        clf = DiffusionClassifier(tiny, timesteps=4, seed=7, grid=grid)
+        assert clf.noise == "fixed" and not clf.stochastic
+        assert torch.equal(clf(x), clf(x))
+        assert torch.equal(clf(x), DiffusionClassifier(tiny, timesteps=4, seed=7, grid=grid)(x))
+        twins = clf(x[:1].expand(2, -1, -1, -1))                 # one noise image shared by every image
+        assert torch.equal(twins[0], twins[1])
+
+
+def test_fresh_noise_differs_per_call_and_image_and_repeats_under_its_seed(tiny):
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(8))
+    a, b = (DiffusionClassifier(tiny, timesteps=3, seed=5, noise="fresh") for _ in range(2))
+    assert a.stochastic and getattr(RDC(a, steps=1), "stochastic", False)
+    first = [a(x) for _ in range(3)]
+    assert not torch.allclose(first[0], first[1]) and not torch.allclose(first[1], first[2])
+    assert all(torch.equal(u, v) for u, v in zip(first, [b(x) for _ in range(3)]))   # same seed, same sequence
+    a.reseed()
+    assert torch.equal(a(x), first[0])
+    twins = a(x[:1].expand(2, -1, -1, -1))                        # an independent ε per image
+    assert not torch.allclose(twins[0], twins[1])
+    per_class = DiffusionClassifier(tiny, timesteps=3, seed=5, noise="fresh", one_pass=False)
+    assert torch.allclose(per_class(x), first[0], atol=1e-6)     # the K classes share each call's ε
+
+
+def test_sigma_grid_follows_the_edm_weights():
+    sched = Schedule()
+    for T in (1, 5, 16, 50):
+        ts, w = sigma_grid(T, sched)
+        assert ts.shape == w.shape == (T,) and ts.dtype == torch.long
+        assert (w > 0).all() and float(w.sum()) == pytest.approx(1.0, abs=1e-6)
+        assert (ts >= 0).all() and (ts < sched.steps).all() and (ts[1:] >= ts[:-1]).all()
+    ts, w = sigma_grid(16, sched)
+    sigmas = torch.linspace(1e-4, 3.0, 17, dtype=torch.float64)[:-1]
+    p = torch.exp(-(sigmas.log() + 1.2) ** 2 / (2 * 1.2 ** 2)) / (sigmas * 1.2 * (2 * torch.pi) ** 0.5)
+    lam = (sigmas ** 2 + 0.25) / (sigmas * 0.5) ** 2             # EDM's λ(σ) on ‖D − x‖² = σ²‖ε̂ − ε‖²
+    ref = lam * sigmas ** 2 * p
+    assert torch.allclose(w.double(), ref / ref.sum(), rtol=1e-5)
+    ab = sched.alpha_bar[ts].double()
+    assert torch.allclose(((1 - ab) / ab).sqrt()[1:], sigmas[1:], rtol=0.05)   # t carries σ (above t = 0)
+    clf = DiffusionClassifier(Denoiser(1, 3, base=8, multi_head=True), 16, grid="sigma")
+    assert torch.equal(clf.ts, ts) and torch.equal(clf.weights, w)
+    assert set(dict(clf.named_buffers())) >= {"ts", "weights"}
+
+
+def test_unknown_noise_or_grid_names_the_allowed_values(tiny):
+    from robgen_lib.methods.diffusion import DiffusionClassifierRecipe, RDCRecipe
+
+    with pytest.raises(ConfigError, match="'fixed', 'fresh'"):
+        DiffusionClassifier(tiny, 2, noise="random")
+    with pytest.raises(ConfigError, match="'uniform', 'sigma'"):
+        DiffusionClassifier(tiny, 2, grid="log")
+    with pytest.raises(ConfigError, match="allowed"):
+        DiffusionClassifierRecipe(None, 2, noise="random")
+    with pytest.raises(ConfigError, match="'shared'"):
+        RDCRecipe(DiffusionClassifierRecipe(None, 2), 1, 0.1, 0.01, lm_noise="per-image")
+    with pytest.raises(ConfigError, match="multi-head"):
+        DiffusionClassifier(Denoiser(1, 4, base=8, multi_head=False), 2, one_pass=True)
 
 
 def test_lm_stays_in_its_ball_and_in_the_image_range(tiny):
@@ -78,6 +135,16 @@ def test_lm_stays_in_its_ball_and_in_the_image_range(tiny):
         assert out.min() >= 0.0 and out.max() <= 1.0
     with pytest.raises(Exception, match="eta"):
         likelihood_maximisation(tiny, x, steps=1, eta=-0.1, step_size=0.1)
+
+
+def test_lm_of_an_image_does_not_depend_on_its_batch(tiny):
+    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+    lm = lambda z: likelihood_maximisation(tiny, z, steps=3, eta=0.2, step_size=0.05, seed=2)
+    out = lm(x)
+    assert torch.allclose(lm(x.flip(0)), out.flip(0), atol=1e-5)
+    assert torch.allclose(lm(x[2:3]), out[2:3], atol=1e-5)
+    others = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(7))
+    assert torch.allclose(lm(torch.cat([others, x[3:4]]))[2:], out[3:4], atol=1e-5)   # other company
 
 
 def test_lm_lowers_the_denoising_loss_on_average():
