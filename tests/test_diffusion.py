@@ -137,6 +137,27 @@ def test_lm_stays_in_its_ball_and_in_the_image_range(tiny):
         likelihood_maximisation(tiny, x, steps=1, eta=-0.1, step_size=0.1)
 
 
+def test_pgd_follows_the_mean_gradient_of_eot_draws(tiny):
+    from robgen_lib.core.attacks import pgd
+
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(9)) * 0.6 + 0.2
+    y = torch.tensor([0, 3])
+    clf = DiffusionClassifier(tiny, 2, seed=3, noise="fresh")
+    xg = x.clone().requires_grad_(True)
+    grads = [torch.autograd.grad(torch.nn.functional.cross_entropy(clf(xg), y, reduction="sum"), xg)[0]
+             for _ in range(3)]
+    clf.reseed()
+    tiny.evaluations = 0
+    out = pgd(clf, x, y, eps=0.1, step_size=0.02, steps=1, random_start=False, eot=3)
+    assert tiny.evaluations == 3 * 2 * len(x)                    # eot × T′ passes per image and step
+    assert torch.allclose(out, (x + 0.02 * (sum(grads) / 3).sign()).clamp(0, 1), atol=1e-6)
+    fixed, gen = DiffusionClassifier(tiny, 2), lambda: torch.Generator().manual_seed(1)
+    kw = dict(eps=0.1, step_size=0.02, steps=2)
+    assert torch.equal(pgd(fixed, x, y, generator=gen(), **kw), pgd(fixed, x, y, generator=gen(), eot=1, **kw))
+    with pytest.raises(ConfigError, match="eot"):
+        pgd(fixed, x, y, eot=0, **kw)
+
+
 def test_lm_of_an_image_does_not_depend_on_its_batch(tiny):
     x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(6))
     lm = lambda z: likelihood_maximisation(tiny, z, steps=3, eta=0.2, step_size=0.05, seed=2)

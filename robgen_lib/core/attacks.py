@@ -186,12 +186,18 @@ def pgd(
     random_start: bool = True,
     generator: torch.Generator | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
+    eot: int = 1,
 ) -> torch.Tensor:
     """Return x' in the ``norm`` ball of radius ``eps`` around x (and in [0, 1]).
 
-    ``callback(k, x')`` is called after the random start (k = 0) and after each step.
+    Each step follows g = (1/``eot``) · Σ_{j=1..eot} ∇ loss(model(x')) over ``eot`` forward
+    passes (expectation over transformation, for a model whose output is random; one pass
+    for a deterministic one). ``callback(k, x')`` is called after the random start (k = 0)
+    and after each step.
     """
     eps, step_size = _check(eps, step_size, steps, norm)
+    if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
+        raise ConfigError(f"eot must be a positive integer, got {eot!r}")
     rule = RULES[norm](eps)
     x = x.detach()
     x_adv = rule.project(rule.random_start(x, generator), x) if random_start and eps > 0 else x.clone()
@@ -201,8 +207,11 @@ def pgd(
             callback(0, x_adv)
         for k in range(1, steps + 1):
             x_adv.requires_grad_(True)
-            objective = loss(model(x_adv), y).sum() * sign
-            (grad,) = torch.autograd.grad(objective, x_adv)
+            grad = torch.zeros_like(x_adv)
+            for _ in range(eot):
+                objective = loss(model(x_adv), y).sum() * sign
+                grad = grad + torch.autograd.grad(objective, x_adv)[0]
+            grad = grad / eot
             with torch.no_grad():
                 x_adv = rule.project(x_adv + rule.step(grad, step_size), x)
             if callback is not None:

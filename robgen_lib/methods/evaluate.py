@@ -186,10 +186,11 @@ LOSSES = {"ce": ce_loss, "dlr": dlr_loss}
 
 def robust_accuracy(model: nn.Module, split: Split, *, norm: str, eps: float, steps: int, restarts: int = 1,
                     losses: Sequence[str] = ("ce", "dlr"), step_size: float | None = None, seed: int = 0,
-                    batch_size: int = 64, progress: bool = True) -> dict:
+                    batch_size: int = 64, progress: bool = True, eot: int = 1) -> dict:
     """Per-image clean and robust correctness under the worst of PGD restarts × losses.
 
-    Step size defaults to 2.5·ε/steps. Runs through :func:`~robgen_lib.core.parallel.sharded_map`:
+    Step size defaults to 2.5·ε/steps; each PGD gradient averages ``eot`` forward passes
+    (EOT, for a stochastic model; see :func:`~robgen_lib.core.attacks.pgd`). Runs through :func:`~robgen_lib.core.parallel.sharded_map`:
     one process by default, a shard per process under torchrun, identical results.
     """
 
@@ -203,7 +204,7 @@ def robust_accuracy(model: nn.Module, split: Split, *, norm: str, eps: float, st
         xb, yb = xb.to(device), yb.to(device)
         clean = predict_logits(model, xb, len(xb)).argmax(1) == yb.cpu()
         robust = robust_correct(model, xb, yb, restarts=restarts, losses=[LOSSES[n] for n in losses],
-                                generator=gen, norm=norm, eps=eps, step_size=alpha, steps=steps)
+                                generator=gen, norm=norm, eps=eps, step_size=alpha, steps=steps, eot=eot)
         return {"clean": clean, "robust": robust}
 
     out = sharded_map(fn, split.x, split.y, batch_size=batch_size, seed=seed,
