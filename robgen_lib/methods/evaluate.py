@@ -190,8 +190,9 @@ def robust_accuracy(model: nn.Module, split: Split, *, norm: str, eps: float, st
     """Per-image clean and robust correctness under the worst of PGD restarts × losses.
 
     Step size defaults to 2.5·ε/steps; each PGD gradient averages ``eot`` forward passes
-    (EOT, for a stochastic model; see :func:`~robgen_lib.core.attacks.pgd`). Runs through :func:`~robgen_lib.core.parallel.sharded_map`:
-    one process by default, a shard per process under torchrun, identical results.
+    (EOT, for a stochastic model; see :func:`~robgen_lib.core.attacks.pgd`). Runs through
+    :func:`~robgen_lib.core.parallel.sharded_map`: one process by default, a shard per
+    process under torchrun, identical results.
     """
 
     unknown = [name for name in losses if name not in LOSSES]
