@@ -252,9 +252,52 @@ def test_chapter_uses_a_users_denoiser_weights(tmp_path, monkeypatch):
     ch = Chapter("quick", den_width=8, timesteps=3, denoiser_weights=str(tmp_path / "unet.pt"))
     clf = ch.model("dc")
     x = ch.data.test.x[:4]
-    assert torch.allclose(clf.model(x), DiffusionClassifier(mine, 3, seed=ch.cfg.seed)(x), atol=1e-6)
+    same = DiffusionClassifier(mine, 3, seed=ch.cfg.seed, noise=ch.cfg.dc_noise, grid=ch.cfg.dc_grid)
+    assert torch.allclose(clf.model(x), same(x), atol=1e-6)
     assert clf.spec["denoiser"]["weights"] and not (tmp_path / "cache" / "denoiser").exists()   # nothing trained
     with pytest.raises(ConfigError, match="do not fit"):
         Chapter("quick", den_width=16, denoiser_weights=str(tmp_path / "unet.pt")).model("denoiser")
     with pytest.raises(ConfigError, match="no file"):
         Chapter("quick", denoiser_weights=str(tmp_path / "missing.pt")).model("denoiser")
+
+
+def test_single_and_multi_head_denoisers_train_through_the_book(tmp_path, monkeypatch):
+    from robgen_lib.book.chapter import Chapter
+
+    monkeypatch.setenv("ROBGEN_CACHE", str(tmp_path / "cache"))
+    ch = Chapter("quick", den_width=8, den_epochs=2, n_train=48, batch_size=24, timesteps=2)
+    x = ch.data.test.x[:3]
+    logits = {}
+    for multi in (True, False):
+        den = ch.model("denoiser", multi_head=multi)
+        assert den.model.multi_head is multi and not den.from_cache
+        assert len(den.history["loss"]) == 2 and all(torch.isfinite(torch.tensor(den.history["loss"])))
+        clf = ch.model("dc", multi_head=multi)
+        assert clf.spec["denoiser"]["multi_head"] is multi
+        with torch.no_grad():
+            logits[multi] = clf.model(x)
+        assert torch.isfinite(logits[multi]).all()
+    assert logits[True].shape == logits[False].shape == (3, ch.data.num_classes)
+
+
+def test_the_book_passes_noise_and_grid_and_keeps_them_in_the_spec(tmp_path, monkeypatch):
+    from robgen_lib.book.knobs import resolve
+    from robgen_lib.book.recipes import recipe
+    from robgen_lib.core.data import load_dataset
+
+    data = load_dataset("digits", n_train=20, n_test=20)
+    cfg = resolve("quick")
+    spec = recipe(cfg, data, "dc").spec()
+    assert (spec["noise"], spec["grid"]) == (cfg.dc_noise, cfg.dc_grid) == ("fresh", "sigma")
+    spec = recipe(resolve("quick", dc_noise="fixed", dc_grid="uniform"), data, "rdc", multi_head=False).spec()
+    assert (spec["classifier"]["noise"], spec["classifier"]["grid"], spec["lm_noise"]) == ("fixed", "uniform", "shared")
+    assert spec["classifier"]["denoiser"]["multi_head"] is False
+    spec = recipe(cfg, data, "rdc", noise="fixed", grid="uniform").spec()["classifier"]
+    assert (spec["noise"], spec["grid"]) == ("fixed", "uniform")
+    with pytest.raises(ConfigError, match="allowed"):
+        resolve("quick", dc_noise="random")
+    torch.save(Denoiser(1, 10, base=8, multi_head=True).state_dict(), tmp_path / "unet.pt")
+    mine = resolve("quick", den_width=8, denoiser_weights=str(tmp_path / "unet.pt"))
+    assert recipe(mine, data, "dc").spec()["denoiser"]["weights"]
+    with pytest.raises(ConfigError, match="single-head"):
+        recipe(mine, data, "dc", multi_head=False)
