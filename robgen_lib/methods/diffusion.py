@@ -315,6 +315,8 @@ class DiffusionClassifier(nn.Module):
     call draws an independent ε_i per image and timestep, shared by the K classes, from the
     model's own generator seeded with ``seed`` (``stochastic = True``: successive calls
     differ; a new classifier with the same seed, or :meth:`reseed`, repeats the sequence).
+    Fresh draws depend on every call made before, so a result computed after other calls,
+    or on one shard of a torchrun run, can differ from a single cold run by Monte-Carlo noise.
 
     ``one_pass`` chooses how the K conditional predictions are computed (default: one pass
     if multi-head).
