@@ -7,12 +7,15 @@ import sys
 import pytest
 import torch
 
+from robgen_lib.core.errors import ConfigError
 from robgen_lib.methods.diffusion import (
     RDC,
     Denoiser,
     DiffusionClassifier,
     DenoisingLoss,
+    Schedule,
     likelihood_maximisation,
+    sigma_grid,
 )
 
 
@@ -63,9 +66,63 @@ def test_classifier_gradient_matches_finite_differences(tiny):
 
 def test_classifier_is_deterministic(tiny):
     x = torch.rand(2, 1, 8, 8)
-    clf = DiffusionClassifier(tiny, timesteps=4, seed=7)
-    assert torch.equal(clf(x), clf(x))
-    assert torch.equal(clf(x), DiffusionClassifier(tiny, timesteps=4, seed=7)(x))
+    for grid in ("uniform", "sigma"):
+        clf = DiffusionClassifier(tiny, timesteps=4, seed=7, grid=grid)
+        assert clf.noise == "fixed" and not clf.stochastic
+        assert torch.equal(clf(x), clf(x))
+        assert torch.equal(clf(x), DiffusionClassifier(tiny, timesteps=4, seed=7, grid=grid)(x))
+        twins = clf(x[:1].expand(2, -1, -1, -1))                 # one noise image shared by every image
+        assert torch.equal(twins[0], twins[1])
+
+
+def test_fresh_noise_differs_per_call_and_image_and_repeats_under_its_seed(tiny):
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(8))
+    a, b = (DiffusionClassifier(tiny, timesteps=3, seed=5, noise="fresh") for _ in range(2))
+    assert a.stochastic and getattr(RDC(a, steps=1), "stochastic", False)
+    first = [a(x) for _ in range(3)]
+    assert not torch.allclose(first[0], first[1]) and not torch.allclose(first[1], first[2])
+    assert all(torch.equal(u, v) for u, v in zip(first, [b(x) for _ in range(3)]))   # same seed, same sequence
+    a.reseed()
+    assert torch.equal(a(x), first[0])
+    twins = a(x[:1].expand(2, -1, -1, -1))                        # an independent ε per image
+    assert not torch.allclose(twins[0], twins[1])
+    per_class = DiffusionClassifier(tiny, timesteps=3, seed=5, noise="fresh", one_pass=False)
+    assert torch.allclose(per_class(x), first[0], atol=1e-6)     # the K classes share each call's ε
+
+
+def test_sigma_grid_follows_the_edm_weights():
+    sched = Schedule()
+    for T in (1, 5, 16, 50):
+        ts, w = sigma_grid(T, sched)
+        assert ts.shape == w.shape == (T,) and ts.dtype == torch.long
+        assert (w > 0).all() and float(w.sum()) == pytest.approx(1.0, abs=1e-6)
+        assert (ts >= 0).all() and (ts < sched.steps).all() and (ts[1:] >= ts[:-1]).all()
+    ts, w = sigma_grid(16, sched)
+    sigmas = torch.linspace(1e-4, 3.0, 17, dtype=torch.float64)[:-1]
+    p = torch.exp(-(sigmas.log() + 1.2) ** 2 / (2 * 1.2 ** 2)) / (sigmas * 1.2 * (2 * torch.pi) ** 0.5)
+    lam = (sigmas ** 2 + 0.25) / (sigmas * 0.5) ** 2             # EDM's λ(σ) on ‖D − x‖² = σ²‖ε̂ − ε‖²
+    ref = lam * sigmas ** 2 * p
+    assert torch.allclose(w.double(), ref / ref.sum(), rtol=1e-5)
+    ab = sched.alpha_bar[ts].double()
+    assert torch.allclose(((1 - ab) / ab).sqrt()[1:], sigmas[1:], rtol=0.05)   # t carries σ (above t = 0)
+    clf = DiffusionClassifier(Denoiser(1, 3, base=8, multi_head=True), 16, grid="sigma")
+    assert torch.equal(clf.ts, ts) and torch.equal(clf.weights, w)
+    assert set(dict(clf.named_buffers())) >= {"ts", "weights"}
+
+
+def test_unknown_noise_or_grid_names_the_allowed_values(tiny):
+    from robgen_lib.methods.diffusion import DiffusionClassifierRecipe, RDCRecipe
+
+    with pytest.raises(ConfigError, match="'fixed', 'fresh'"):
+        DiffusionClassifier(tiny, 2, noise="random")
+    with pytest.raises(ConfigError, match="'uniform', 'sigma'"):
+        DiffusionClassifier(tiny, 2, grid="log")
+    with pytest.raises(ConfigError, match="allowed"):
+        DiffusionClassifierRecipe(None, 2, noise="random")
+    with pytest.raises(ConfigError, match="'shared'"):
+        RDCRecipe(DiffusionClassifierRecipe(None, 2), 1, 0.1, 0.01, lm_noise="per-image")
+    with pytest.raises(ConfigError, match="multi-head"):
+        DiffusionClassifier(Denoiser(1, 4, base=8, multi_head=False), 2, one_pass=True)
 
 
 def test_lm_stays_in_its_ball_and_in_the_image_range(tiny):
@@ -78,6 +135,37 @@ def test_lm_stays_in_its_ball_and_in_the_image_range(tiny):
         assert out.min() >= 0.0 and out.max() <= 1.0
     with pytest.raises(Exception, match="eta"):
         likelihood_maximisation(tiny, x, steps=1, eta=-0.1, step_size=0.1)
+
+
+def test_pgd_follows_the_mean_gradient_of_eot_draws(tiny):
+    from robgen_lib.core.attacks import pgd
+
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(9)) * 0.6 + 0.2
+    y = torch.tensor([0, 3])
+    clf = DiffusionClassifier(tiny, 2, seed=3, noise="fresh")
+    xg = x.clone().requires_grad_(True)
+    grads = [torch.autograd.grad(torch.nn.functional.cross_entropy(clf(xg), y, reduction="sum"), xg)[0]
+             for _ in range(3)]
+    clf.reseed()
+    tiny.evaluations = 0
+    out = pgd(clf, x, y, eps=0.1, step_size=0.02, steps=1, random_start=False, eot=3)
+    assert tiny.evaluations == 3 * 2 * len(x)                    # eot × T′ passes per image and step
+    assert torch.allclose(out, (x + 0.02 * (sum(grads) / 3).sign()).clamp(0, 1), atol=1e-6)
+    fixed, gen = DiffusionClassifier(tiny, 2), lambda: torch.Generator().manual_seed(1)
+    kw = dict(eps=0.1, step_size=0.02, steps=2)
+    assert torch.equal(pgd(fixed, x, y, generator=gen(), **kw), pgd(fixed, x, y, generator=gen(), eot=1, **kw))
+    with pytest.raises(ConfigError, match="eot"):
+        pgd(fixed, x, y, eot=0, **kw)
+
+
+def test_lm_of_an_image_does_not_depend_on_its_batch(tiny):
+    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+    lm = lambda z: likelihood_maximisation(tiny, z, steps=3, eta=0.2, step_size=0.05, seed=2)
+    out = lm(x)
+    assert torch.allclose(lm(x.flip(0)), out.flip(0), atol=1e-5)
+    assert torch.allclose(lm(x[2:3]), out[2:3], atol=1e-5)
+    others = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(7))
+    assert torch.allclose(lm(torch.cat([others, x[3:4]]))[2:], out[3:4], atol=1e-5)   # other company
 
 
 def test_lm_lowers_the_denoising_loss_on_average():
@@ -164,9 +252,52 @@ def test_chapter_uses_a_users_denoiser_weights(tmp_path, monkeypatch):
     ch = Chapter("quick", den_width=8, timesteps=3, denoiser_weights=str(tmp_path / "unet.pt"))
     clf = ch.model("dc")
     x = ch.data.test.x[:4]
-    assert torch.allclose(clf.model(x), DiffusionClassifier(mine, 3, seed=ch.cfg.seed)(x), atol=1e-6)
+    same = DiffusionClassifier(mine, 3, seed=ch.cfg.seed, noise=ch.cfg.dc_noise, grid=ch.cfg.dc_grid)
+    assert torch.allclose(clf.model(x), same(x), atol=1e-6)
     assert clf.spec["denoiser"]["weights"] and not (tmp_path / "cache" / "denoiser").exists()   # nothing trained
     with pytest.raises(ConfigError, match="do not fit"):
         Chapter("quick", den_width=16, denoiser_weights=str(tmp_path / "unet.pt")).model("denoiser")
     with pytest.raises(ConfigError, match="no file"):
         Chapter("quick", denoiser_weights=str(tmp_path / "missing.pt")).model("denoiser")
+
+
+def test_single_and_multi_head_denoisers_train_through_the_book(tmp_path, monkeypatch):
+    from robgen_lib.book.chapter import Chapter
+
+    monkeypatch.setenv("ROBGEN_CACHE", str(tmp_path / "cache"))
+    ch = Chapter("quick", den_width=8, den_epochs=2, n_train=48, batch_size=24, timesteps=2)
+    x = ch.data.test.x[:3]
+    logits = {}
+    for multi in (True, False):
+        den = ch.model("denoiser", multi_head=multi)
+        assert den.model.multi_head is multi and not den.from_cache
+        assert len(den.history["loss"]) == 2 and all(torch.isfinite(torch.tensor(den.history["loss"])))
+        clf = ch.model("dc", multi_head=multi)
+        assert clf.spec["denoiser"]["multi_head"] is multi
+        with torch.no_grad():
+            logits[multi] = clf.model(x)
+        assert torch.isfinite(logits[multi]).all()
+    assert logits[True].shape == logits[False].shape == (3, ch.data.num_classes)
+
+
+def test_the_book_passes_noise_and_grid_and_keeps_them_in_the_spec(tmp_path, monkeypatch):
+    from robgen_lib.book.knobs import resolve
+    from robgen_lib.book.recipes import recipe
+    from robgen_lib.core.data import load_dataset
+
+    data = load_dataset("digits", n_train=20, n_test=20)
+    cfg = resolve("quick")
+    spec = recipe(cfg, data, "dc").spec()
+    assert (spec["noise"], spec["grid"]) == (cfg.dc_noise, cfg.dc_grid) == ("fresh", "sigma")
+    spec = recipe(resolve("quick", dc_noise="fixed", dc_grid="uniform"), data, "rdc", multi_head=False).spec()
+    assert (spec["classifier"]["noise"], spec["classifier"]["grid"], spec["lm_noise"]) == ("fixed", "uniform", "shared")
+    assert spec["classifier"]["denoiser"]["multi_head"] is False
+    spec = recipe(cfg, data, "rdc", noise="fixed", grid="uniform").spec()["classifier"]
+    assert (spec["noise"], spec["grid"]) == ("fixed", "uniform")
+    with pytest.raises(ConfigError, match="allowed"):
+        resolve("quick", dc_noise="random")
+    torch.save(Denoiser(1, 10, base=8, multi_head=True).state_dict(), tmp_path / "unet.pt")
+    mine = resolve("quick", den_width=8, denoiser_weights=str(tmp_path / "unet.pt"))
+    assert recipe(mine, data, "dc").spec()["denoiser"]["weights"]
+    with pytest.raises(ConfigError, match="single-head"):
+        recipe(mine, data, "dc", multi_head=False)

@@ -84,28 +84,35 @@ def robust_scorer(c, data, *, seed=None):
     return robust(c, data, seed=(c.seed if seed is None else seed) + SCORER_SEED_OFFSET)
 
 
-def denoiser(c, data):
-    """The multi-head class-conditional denoiser: trained, or a user's ``denoiser_weights``."""
+def denoiser(c, data, *, multi_head=True):
+    """The class-conditional denoiser: trained, or a user's ``denoiser_weights`` (multi-head
+    only). ``multi_head=False``: one label-embedded head, one class per pass."""
     if c.denoiser_weights:
+        if not multi_head:
+            raise ConfigError("denoiser_weights hold a multi-head denoiser; a single-head one (multi_head=False) "
+                              "is trained by the book: unset denoiser_weights for it")
         if not os.path.isfile(c.denoiser_weights):
             raise ConfigError(f"denoiser_weights: no file {c.denoiser_weights!r}")
         return DenoiserWeights(c.denoiser_weights, file_digest(c.denoiser_weights), c.den_width,
                                data.image_shape[0], data.num_classes)
-    return DenoiserRecipe(c.den_width, True, objective=DenoisingLoss(0.1), epochs=c.den_epochs,
+    return DenoiserRecipe(c.den_width, bool(multi_head), objective=DenoisingLoss(0.1), epochs=c.den_epochs,
                           batch_size=c.batch_size, optimiser=Optimiser("adam", c.den_lr, warmup=0.05), seed=c.seed)
 
 
-def dc(c, data, *, timesteps=None, one_pass=None):
-    """The diffusion classifier on the profile's denoiser (``timesteps`` evaluation points)."""
-    return DiffusionClassifierRecipe(denoiser(c, data), c.timesteps if timesteps is None else timesteps,
-                                     scale=c.clf_scale, seed=c.seed, one_pass=one_pass)
+def dc(c, data, *, timesteps=None, one_pass=None, multi_head=True, noise=None, grid=None):
+    """The diffusion classifier on the profile's denoiser (``timesteps`` evaluation points;
+    ``noise`` / ``grid``: the ``dc_noise`` / ``dc_grid`` knobs unless given)."""
+    return DiffusionClassifierRecipe(denoiser(c, data, multi_head=multi_head),
+                                     c.timesteps if timesteps is None else timesteps, scale=c.clf_scale, seed=c.seed,
+                                     one_pass=one_pass, noise=c.dc_noise if noise is None else noise,
+                                     grid=c.dc_grid if grid is None else grid)
 
 
-def rdc(c, data, *, gradient=None, eta=None, steps=None, timesteps=None):
+def rdc(c, data, *, gradient=None, eta=None, steps=None, timesteps=None, multi_head=True, noise=None, grid=None):
     """Likelihood maximisation (the profile's ``lm_*`` unless given), then the diffusion classifier."""
-    return RDCRecipe(dc(c, data, timesteps=timesteps), steps=c.lm_steps if steps is None else steps,
-                     eta=c.lm_eta if eta is None else eta, step_size=c.lm_step, seed=c.seed,
-                     gradient=c.lm_gradient if gradient is None else gradient)
+    return RDCRecipe(dc(c, data, timesteps=timesteps, multi_head=multi_head, noise=noise, grid=grid),
+                     steps=c.lm_steps if steps is None else steps, eta=c.lm_eta if eta is None else eta,
+                     step_size=c.lm_step, seed=c.seed, gradient=c.lm_gradient if gradient is None else gradient)
 
 
 def class_vaes(c, data, *, discriminative=False, latent=None, width=None, epochs=None):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..core.fit import TrainedModel
 from ..methods.evaluate import robust_accuracy
 from .chapter import Chapter
-from .yardstick import ATTACKS, independent_robust_accuracy
+from .yardstick import ATTACKS, independent_robust_accuracy, is_stochastic
 
 __all__ = ["diffusion_models", "threats", "robust_table", "book_models", "independent_table"]
 
@@ -29,13 +29,14 @@ def threats(ch: Chapter) -> dict[str, dict]:
 def robust_table(ch: Chapter, models: dict[str, TrainedModel] | None = None, *, steps: int | None = None,
                  restarts: int | None = None, losses=("ce", "dlr"), n: int | None = None,
                  which: dict[str, dict] | None = None) -> dict:
-    """{(model, threat): robust_accuracy result} on the first ``n`` (default ``n_robust``) test images, cached."""
+    """{(model, threat): robust_accuracy result} on the first ``n`` (default ``n_robust``) test images, cached;
+    a stochastic model is attacked with ``eot`` forward passes per gradient, a deterministic one with one."""
     c = ch.cfg
     split = ch.data.test.head(c.n_robust if n is None else n)
     models = diffusion_models(ch) if models is None else models
     return {(name, tname): ch.run(robust_accuracy, m, split, steps=c.attack_steps if steps is None else steps,
                                   restarts=c.restarts if restarts is None else restarts, losses=tuple(losses),
-                                  seed=c.seed, **t)
+                                  seed=c.seed, eot=c.eot if is_stochastic(m.model) else 1, **t)
             for name, m in models.items() for tname, t in (threats(ch) if which is None else which).items()}
 
 

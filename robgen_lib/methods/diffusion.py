@@ -7,11 +7,15 @@
   ``multi_head=True``: no label input; the last convolution predicts ε for all K classes
   *and* the null label in one pass (Chen et al. 2024's multi-head diffusion).
 * :class:`DiffusionClassifier` — logits_y = −scale · Σ_i w_i · mean‖ε̂(x_{t_i}, t_i, y) − ε_i‖²
-  over a deterministic grid of T′ timesteps, one fixed ε_i per timestep shared by every
-  image and every class: a deterministic function of x, so attacks get exact gradients.
+  over T′ timesteps: evenly spaced t with w_i = 1/T′ (``grid="uniform"``) or Chen et al.'s
+  EDM σ grid and weights (``grid="sigma"``, :func:`sigma_grid`). The noise ε_i is shared by
+  the K classes; it is drawn once and shared by every image (``noise="fixed"``: a
+  deterministic function of x) or drawn anew per image at every call (``noise="fresh"``:
+  a stochastic classifier, attacked with EOT).
 * :func:`likelihood_maximisation` (LM) — a few ℓ∞-bounded descent steps on the
-  unconditional denoising loss; :class:`RDC` = LM, then the diffusion classifier, with
-  exact gradients through LM or BPDA (identity backward).
+  unconditional denoising loss, one noise image per step shared by the batch (an image's
+  result does not depend on the rest of its batch); :class:`RDC` = LM, then the diffusion
+  classifier, with exact gradients through LM or BPDA (identity backward).
 
 Every network pass is counted (:attr:`Denoiser.evaluations`, one per image), so the book
 can report cost in network evaluations as the paper does.
@@ -32,8 +36,10 @@ from ..core.data import Dataset
 from ..core.errors import ConfigError
 from ..core.fit import AssembledRecipe, Optimiser, TrainingRecipe
 
-__all__ = ["Schedule", "Denoiser", "DiffusionClassifier", "likelihood_maximisation", "RDC", "DenoisingLoss",
-           "DenoiserRecipe", "DenoiserWeights", "load_denoiser_weights", "DiffusionClassifierRecipe", "RDCRecipe"]
+__all__ = ["Schedule", "Denoiser", "DiffusionClassifier", "NOISES", "GRIDS", "sigma_grid", "uniform_grid",
+           "likelihood_maximisation", "RDC", "DenoisingLoss",
+           "DenoiserRecipe", "DenoiserWeights", "load_denoiser_weights", "DiffusionClassifierRecipe", "RDCRecipe",
+           "LM_NOISES"]
 
 
 # ----------------------------------------------------------------------- schedule
@@ -258,32 +264,111 @@ def load_denoiser_weights(path: str, in_channels: int, num_classes: int, base: i
 # ----------------------------------------------------------------------- classifiers
 
 
-class DiffusionClassifier(nn.Module):
-    """Bayes' rule on the conditional denoising error: an ordinary logits-returning classifier.
+#: How the diffusion classifier draws its noise, and where it puts its timesteps.
+NOISES = ("fixed", "fresh")
+GRIDS = ("uniform", "sigma")
 
-    ``timesteps`` (T′) evenly spaced t in [t_min, T) with one fixed noise image each
-    (seeded), shared by all images and classes; weights w_i = 1/T′. ``one_pass`` chooses
-    how the K conditional predictions are computed (default: one pass if multi-head).
+
+def uniform_grid(timesteps: int, schedule: Schedule, t_min: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """T′ = ``timesteps`` evenly spaced integer t in [t_min, T − 1] with equal weights w_i = 1/T′."""
+    ts = torch.linspace(t_min, schedule.steps - 1, timesteps).round().long()
+    return ts, torch.full((timesteps,), 1.0 / timesteps)
+
+
+def sigma_grid(timesteps: int, schedule: Schedule, *, sigma_min: float = 1e-4, sigma_max: float = 3.0,
+               sigma_data: float = 0.5, p_mean: float = -1.2, p_std: float = 1.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chen et al.'s EDM grid, moved to this ε-prediction model: (timesteps, weights).
+
+    σ_i = linspace(σ_min, σ_max, T′ + 1)[i] for i < T′, spacing Δσ = (σ_max − σ_min)/T′. The
+    EDM classifier weighs mean‖D(x + σε, σ, y) − x‖² by λ(σ)·p(σ)·Δσ, with
+    λ(σ) = (σ² + σ_d²)/(σ·σ_d)² and p(σ) the log-normal density of EDM's training noise,
+    p(σ) = exp(−(ln σ − P_mean)²/(2·P_std²)) / (σ·P_std·√(2π)).
+
+    An ε-predictor gives D = (x + σε) − σ·ε̂, so D − x = −σ(ε̂ − ε) and
+    ‖D − x‖² = σ²·‖ε̂ − ε‖²: the weight on mean‖ε̂ − ε‖² is
+    λ(σ)·σ²·p(σ)·Δσ = (σ² + σ_d²)/σ_d² · p(σ)·Δσ, normalised here to Σ_i w_i = 1 (so logits
+    keep the scale of the uniform grid's mean). Since x + σε = x_t/√ᾱ_t with
+    ᾱ_t = 1/(1 + σ²), σ_i is evaluated at the DDPM timestep
+    :meth:`Schedule.timestep_for_sigma` (σ_i); σ's that land on the same t are kept, each
+    with its own weight.
+    """
+    sigmas = torch.linspace(sigma_min, sigma_max, timesteps + 1, dtype=torch.float64)[:-1]
+    delta = (sigma_max - sigma_min) / timesteps
+    density = torch.exp(-(sigmas.log() - p_mean) ** 2 / (2 * p_std ** 2)) / (sigmas * p_std * math.sqrt(2 * math.pi))
+    raw = (sigmas ** 2 + sigma_data ** 2) / sigma_data ** 2 * density * delta
+    ts = torch.tensor([schedule.timestep_for_sigma(float(s)) for s in sigmas], dtype=torch.long)
+    return ts, (raw / raw.sum()).float()
+
+
+class DiffusionClassifier(nn.Module):
+    """Bayes' rule on the conditional denoising error: an ordinary logits-returning classifier,
+
+        logits_y = −scale · Σ_i w_i · mean‖ε̂(√ᾱ_{t_i}·x + √(1 − ᾱ_{t_i})·ε_i, t_i, y) − ε_i‖²
+
+    for x mapped to [−1, 1]. ``grid``: ``"uniform"`` — ``timesteps`` (T′) evenly spaced t in
+    [t_min, T) with w_i = 1/T′ (:func:`uniform_grid`); ``"sigma"`` — the EDM σ grid and
+    weights (:func:`sigma_grid`; ``t_min`` unused). The t_i and w_i are the buffers
+    ``ts`` and ``weights``.
+
+    ``noise``: ``"fixed"`` — one noise image ε_i per timestep, drawn once from ``seed`` and
+    shared by every image and class (a deterministic function of x); ``"fresh"`` — every
+    call draws an independent ε_i per image and timestep, shared by the K classes, from the
+    model's own generator seeded with ``seed`` (``stochastic = True``: successive calls
+    differ; a new classifier with the same seed, or :meth:`reseed`, repeats the sequence).
+    Fresh draws depend on every call made before, so a result computed after other calls,
+    or on one shard of a torchrun run, can differ from a single cold run by Monte-Carlo noise.
+
+    ``one_pass`` chooses how the K conditional predictions are computed (default: one pass
+    if multi-head).
     """
 
     def __init__(self, denoiser: Denoiser, timesteps: int = 25, *, scale: float = 1.0, t_min: int = 20,
-                 seed: int = 0, one_pass: bool | None = None, schedule: Schedule | None = None):
+                 seed: int = 0, one_pass: bool | None = None, schedule: Schedule | None = None,
+                 noise: str = "fixed", grid: str = "uniform"):
         super().__init__()
         if timesteps < 1:
             raise ConfigError(f"the diffusion classifier needs at least 1 timestep, got {timesteps}")
+        if noise not in NOISES:
+            raise ConfigError(f"unknown noise {noise!r} of the diffusion classifier; allowed: "
+                              f"{', '.join(map(repr, NOISES))}")
+        if grid not in GRIDS:
+            raise ConfigError(f"unknown grid {grid!r} of the diffusion classifier; allowed: "
+                              f"{', '.join(map(repr, GRIDS))}")
+        if one_pass and not denoiser.multi_head:
+            raise ConfigError("only a multi-head denoiser predicts every class in one pass; pass one_pass=None "
+                              "or False for a single-head denoiser")
         self.denoiser, self.scale, self.one_pass = denoiser, scale, one_pass
+        self.noise, self.grid = noise, grid
         self.schedule = schedule or Schedule()
-        ts = torch.linspace(t_min, self.schedule.steps - 1, timesteps).round().long()
+        ts, weights = (uniform_grid(timesteps, self.schedule, t_min) if grid == "uniform"
+                       else sigma_grid(timesteps, self.schedule))
         self.register_buffer("ts", ts)
+        self.register_buffer("weights", weights)
         self.seed = seed
         self._noise: torch.Tensor | None = None
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether successive calls on the same x differ (fresh noise)."""
+        return self.noise == "fresh"
+
+    def reseed(self, seed: int | None = None) -> None:
+        """Restart the fresh-noise sequence from ``seed`` (default: the classifier's own)."""
+        self.seed = self.seed if seed is None else seed
+        self.generator.manual_seed(self.seed)
+        self._noise = None
 
     def _noise_for(self, like: torch.Tensor) -> torch.Tensor:
-        """The T′ fixed noise images (seeded), made once per image shape, dtype and device."""
+        """The T′ noise images for a call: (T′, B, C, H, W) fresh, or (T′, 1, C, H, W) fixed —
+        made once per image shape, dtype and device from ``seed``."""
+        if self.noise == "fresh":
+            return torch.randn((len(self.ts), *like.shape), generator=self.generator).to(like.device, like.dtype)
         n = self._noise
-        if n is None or n.shape[1:] != like.shape[1:] or n.device != like.device or n.dtype != like.dtype:
+        if n is None or n.shape[2:] != like.shape[1:] or n.device != like.device or n.dtype != like.dtype:
             gen = torch.Generator().manual_seed(self.seed)
             self._noise = torch.randn((len(self.ts), *like.shape[1:]), generator=gen).to(like.device, like.dtype)
+            self._noise = self._noise.unsqueeze(1)
         return self._noise
 
     def networks(self) -> list[nn.Module]:
@@ -299,12 +384,12 @@ class DiffusionClassifier(nn.Module):
         noise = self._noise_for(x)
         ab = self.schedule.alpha_bar.to(x.device)
         logits = x.new_zeros(len(x), self.num_classes)
-        for i, t in enumerate(self.ts.tolist()):
+        for i, (t, w) in enumerate(zip(self.ts.tolist(), self.weights.tolist())):
             eps = noise[i].expand_as(x)
             x_t = ab[t].sqrt() * x + (1 - ab[t]).sqrt() * eps
             tt = torch.full((len(x),), t, dtype=torch.long, device=x.device)
             pred = self.denoiser.eps_all(x_t, tt, one_pass=self.one_pass)
-            logits = logits - ((pred - eps.unsqueeze(1)) ** 2).flatten(2).mean(2) / len(self.ts)
+            logits = logits - w * ((pred - eps.unsqueeze(1)) ** 2).flatten(2).mean(2)
         return logits * self.scale
 
 
@@ -313,11 +398,16 @@ def likelihood_maximisation(denoiser: Denoiser, x01: torch.Tensor, *, steps: int
                             schedule: Schedule | None = None) -> torch.Tensor:
     """x̂ = approx. argmin over the ℓ∞ η-ball ∩ [0, 1] of the unconditional denoising loss.
 
-    ``steps`` descent steps, each at one noise level σ ~ U(``sigma_range``) — the paper's
-    range in EDM terms, mapped to the DDPM timestep whose ᾱ_t is closest to 1/(1 + σ²) —
-    and one noise draw (seeded: LM is a deterministic function of x). Each step moves
-    x̂ by ``step_size`` along the gradient scaled to unit ℓ∞ norm per image. With
-    ``create_graph`` the result stays differentiable in x (exact gradients through LM).
+    ``steps`` descent steps; step k draws one noise level σ_k ~ U(``sigma_range``) — the
+    paper's range in EDM terms, mapped to the DDPM timestep t_k whose ᾱ_t is closest to
+    1/(1 + σ²) — and one noise image ε_k (1, C, H, W) shared by every image of the batch
+    (seeded: LM is a deterministic function of each image alone, whatever else is in the
+    batch and wherever the image sits in it), and moves
+
+        x̂ ← clip_{[0,1] ∩ B∞(x, η)}(x̂ − step_size · g/‖g‖∞),
+        g = ∇_x̂ ‖ε̂(√ᾱ_{t_k}·(2x̂ − 1) + √(1 − ᾱ_{t_k})·ε_k, t_k, ∅) − ε_k‖²   (per image).
+
+    With ``create_graph`` the result stays differentiable in x (exact gradients through LM).
     """
     if eta < 0 or step_size < 0 or steps < 0:
         raise ConfigError(f"LM needs steps, eta, step_size >= 0, got {steps}, {eta}, {step_size}")
@@ -329,7 +419,7 @@ def likelihood_maximisation(denoiser: Denoiser, x01: torch.Tensor, *, steps: int
         for _ in range(steps):
             sigma = sigma_range[0] + (sigma_range[1] - sigma_range[0]) * torch.rand(1, generator=gen).item()
             t = torch.full((len(x01),), sched.timestep_for_sigma(sigma), dtype=torch.long, device=x01.device)
-            eps = torch.randn(x01.shape, generator=gen).to(x01.device)
+            eps = torch.randn((1, *x01.shape[1:]), generator=gen).to(x01.device, x01.dtype).expand_as(x01)
             if not xh.requires_grad:
                 xh = xh.detach().requires_grad_(True)
             x_t = sched.noisy(xh * 2 - 1, t, eps)
@@ -363,6 +453,11 @@ class RDC(nn.Module):
         return [self.denoiser]
 
     @property
+    def stochastic(self) -> bool:
+        """Random exactly when its diffusion classifier is (LM's noise is seeded)."""
+        return self.classifier.stochastic
+
+    @property
     def denoiser(self) -> Denoiser:
         return self.classifier.denoiser
 
@@ -381,24 +476,45 @@ class RDC(nn.Module):
 
 @dataclass(frozen=True)
 class DiffusionClassifierRecipe(AssembledRecipe):
-    """The diffusion classifier on a denoiser (a :class:`DenoiserRecipe` or :class:`DenoiserWeights`)."""
+    """The diffusion classifier on a denoiser (a :class:`DenoiserRecipe` or :class:`DenoiserWeights`);
+    ``noise`` (one of :data:`NOISES`) and ``grid`` (one of :data:`GRIDS`) as in
+    :class:`DiffusionClassifier`."""
 
     denoiser: Any
     timesteps: int
     scale: float = 1.0
     seed: int = 0
     one_pass: bool | None = None
+    noise: str = "fixed"
+    grid: str = "uniform"
 
     kind: ClassVar[str] = "diffusion_classifier"
 
+    def __post_init__(self):
+        if self.noise not in NOISES:
+            raise ConfigError(f"unknown noise {self.noise!r} of the diffusion classifier; allowed: "
+                              f"{', '.join(map(repr, NOISES))}")
+        if self.grid not in GRIDS:
+            raise ConfigError(f"unknown grid {self.grid!r} of the diffusion classifier; allowed: "
+                              f"{', '.join(map(repr, GRIDS))}")
+
     def assemble(self, get) -> DiffusionClassifier:
         return DiffusionClassifier(get(self.denoiser).model, self.timesteps, scale=self.scale, seed=self.seed,
-                                   one_pass=self.one_pass)
+                                   one_pass=self.one_pass, noise=self.noise, grid=self.grid)
+
+
+#: How likelihood maximisation lays out its noise (a field of :class:`RDCRecipe`'s spec).
+LM_NOISES = ("shared",)
 
 
 @dataclass(frozen=True)
 class RDCRecipe(AssembledRecipe):
-    """RDC: ``steps`` of likelihood maximisation in the ℓ∞ ``eta``-ball, then a diffusion classifier."""
+    """RDC: ``steps`` of likelihood maximisation in the ℓ∞ ``eta``-ball, then a diffusion classifier.
+
+    ``lm_noise`` names LM's noise layout and is part of the spec, so that results of another
+    layout are never read for this one: ``"shared"`` (the only one) — one noise image per
+    step for the whole batch (see :func:`likelihood_maximisation`).
+    """
 
     classifier: DiffusionClassifierRecipe
     steps: int
@@ -406,8 +522,13 @@ class RDCRecipe(AssembledRecipe):
     step_size: float
     seed: int = 0
     gradient: str = "bpda"
+    lm_noise: str = "shared"
 
     kind: ClassVar[str] = "rdc"
+
+    def __post_init__(self):
+        if self.lm_noise not in LM_NOISES:
+            raise ConfigError(f"unknown lm_noise {self.lm_noise!r} of RDC; allowed: {', '.join(map(repr, LM_NOISES))}")
 
     def assemble(self, get) -> RDC:
         return RDC(get(self.classifier).model, steps=self.steps, eta=self.eta, step_size=self.step_size,
