@@ -39,19 +39,48 @@ def test_noise_trend_needs_every_score_to_improve_with_sigma():
     assert "fid-style (robust scorer) +1.00" in t["text"]
 
 
-def test_noise_catch_up_uses_only_the_scores_adversarial_training_wins():
-    sweep = [(1.0, 9.0), (2.0, 8.0), (3.0, 7.0)]
-    # adversarial training: better IS-style under both scorers (2.5), worse FID-style (9.5) than the standard model
-    q = sweep_quality(sweep, sweep, [(2.5, 9.5), (2.5, 9.5)])
-    c = jeat.noise_catch_up(q, SIGMAS, train_eps=0.2)
-    assert c["informative"] == [("standard scorer", "is_style"), ("robust scorer", "is_style")]
-    assert c["match"] == {("standard scorer", "is_style"): 0.3, ("robust scorer", "is_style"): 0.3}
-    assert c["slower"]                                       # 0.3 > ε = 0.2
-    assert not jeat.noise_catch_up(q, SIGMAS, train_eps=0.3)["slower"]
-    never = sweep_quality(sweep, sweep, [(4.0, 9.5), (4.0, 9.5)])   # no σ reaches IS-style 4: counts as slower
-    assert jeat.noise_catch_up(never, SIGMAS, train_eps=1.0)["slower"]
-    worse = jeat.noise_catch_up(sweep_quality(sweep, sweep, [(0.5, 9.5), (0.5, 9.5)]), SIGMAS, train_eps=0.2)
-    assert not worse["slower"] and worse["text"].startswith("untestable")
+def test_noise_trend_counts_only_significant_correlations_and_leaves_out_saturated_scores():
+    sig5 = [0.0, 0.1, 0.2, 0.3, 0.4]
+    names = jeat.sweep_names(sig5)
+    flat_is = [(9.95 + 0.01 * i, 9.0 - i) for i in range(5)]          # IS-style at its ceiling 10, FID-style down
+    noisy = [(1.0, 9.0), (3.0, 8.5), (2.0, 9.1), (4.0, 8.7), (2.5, 9.0)]   # no clear trend
+    q = {n: {"a": scores(*flat_is[i]), "b": scores(*noisy[i])} for i, n in enumerate(names)}
+    t = jeat.noise_trend(q, sig5, num_classes=10)
+    assert t["saturated"] == ["is-style (a)"]
+    assert t["improving"] == ["fid-style (a)"] and t["worsening"] == []
+    assert t["holds"] is False and t["only_when"] == "judged by fid-style (a)"
+    none = {n: {"b": scores(*noisy[i])} for i, n in enumerate(names)}
+    assert jeat.noise_trend(none, sig5, num_classes=10)["holds"] is None      # nothing significant: inconclusive
+
+
+def test_equal_l2_sigma_matches_the_perturbations_norm():
+    x = torch.zeros(4, 1, 8, 8)
+    x_adv = x + 0.1                                          # every pixel moved by 0.1: ℓ2 norm 0.8 over 64 pixels
+    assert jeat.equal_l2_sigma(x, x_adv) == pytest.approx(0.1)
+
+
+def test_at_least_as_robust_decides_per_seed():
+    n = 200
+    same = torch.ones(n, dtype=torch.bool)
+    worse = same.clone()
+    worse[:40] = False                                       # 20 points fewer images robust
+    assert jeat.at_least_as_robust({0: same}, {0: same})["holds"] is True
+    assert jeat.at_least_as_robust({0: worse}, {0: same})["holds"] is False
+    r = jeat.at_least_as_robust({0: same, 1: worse}, {0: same, 1: same})
+    assert r["holds"] is False and "over 2 seeds" in r["text"]
+
+
+def test_flatter_and_sits_high_decide_on_intervals():
+    g = torch.linspace(1.0, 2.0, 100)
+    sharp = {"grad_norms": 3 * g, "ball_ranges": 3 * g, "logit_std": 1.0, "ranks": torch.full((100,), 0.8)}
+    scaled = {"grad_norms": g, "ball_ranges": g, "logit_std": 1 / 4, "ranks": torch.full((100,), 0.2)}
+    f = jeat.flatter(sharp, scaled)
+    assert f["grad"].low > 1 and f["normalised"].value == pytest.approx(0.75)
+    assert f["holds"] is False                               # the sharp model's logits are larger still: scale, not shape
+    truly = {**scaled, "logit_std": 1.0}
+    assert jeat.flatter(sharp, truly)["holds"] is True
+    assert jeat.sits_high(sharp, scaled)["holds"] is True
+    assert jeat.sits_high(scaled, sharp)["holds"] is False
 
 
 def test_flatness_summary_ranks_the_image_in_its_landscape():
@@ -60,7 +89,9 @@ def test_flatness_summary_ranks_the_image_in_its_landscape():
     valley = -peak                                           # the image is the lowest point
     flat = {"a": {"grad_norm": 1.0, "ball_range": 2.0}, "b": {"grad_norm": 0.5, "ball_range": 1.0}}
     out = jeat.flatness_summary(flat, {"a": -3.0, "b": -1.0}, {"a": {"energy": peak}, "b": {"energy": valley}})
+    ranks = out["a"].pop("ranks")
     assert out["a"] == {"grad_norm": 1.0, "ball_range": 2.0, "energy": -3.0, "rank": pytest.approx(8 / 9)}
+    assert ranks.tolist() == [pytest.approx(8 / 9)]
     assert out["b"]["rank"] == 0.0
 
 

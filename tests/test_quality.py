@@ -80,24 +80,26 @@ def test_fidelity_scores_hand_uint8_rgb_images_to_torch_fidelity(monkeypatch):
         quality.fidelity_scores(torch.rand(4, 1, 8, 8), torch.rand(4, 1, 8, 8))
 
 
-def test_better_on_reads_each_metric_in_its_direction():
-    from robgen_lib.methods.quality import better_on
+def test_pixel_scorer_votes_with_its_nearest_training_images():
+    from robgen_lib.methods.quality import PixelScorer, scorer_view
+    train_x = torch.cat([torch.zeros(5, 1, 2, 2), torch.ones(5, 1, 2, 2)])
+    train_y = torch.tensor([0] * 5 + [1] * 5)
+    scorer = PixelScorer(train_x, train_y, num_classes=2, k=3)
+    feats, probs = scorer_view(scorer, torch.tensor([[[[0.1, 0.0], [0.0, 0.0]]], [[[0.9, 1.0], [1.0, 1.0]]]]))
+    assert feats.shape == (2, 4) and probs.tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    with pytest.raises(ValueError, match="k"):
+        PixelScorer(train_x, train_y, 2, k=11)
 
-    a = {"s1": {"is_style": 5.0, "fid_style": 10.0}, "s2": {"is_style": 2.0, "fid_style": 1.0}}
-    b = {"s1": {"is_style": 4.0, "fid_style": 12.0}, "s2": {"is_style": 2.0, "fid_style": 3.0}}
-    assert better_on(a, b) == [("s1", "is_style"), ("s1", "fid_style"), ("s2", "fid_style")]
-    assert better_on(b, a) == []
 
-
-def test_compare_and_first_as_good():
-    from robgen_lib.methods.quality import compare, first_as_good
-
-    a = {"s1": {"is_style": 5.0, "fid_style": 10.0}, "s2": {"is_style": 1.0, "fid_style": 1.0}}
-    b = {"s1": {"is_style": 4.0, "fid_style": 12.0}, "s2": {"is_style": 2.0, "fid_style": 3.0}}
-    c = compare(a, b, "A")
-    assert not c["all"] and c["losses"] == [("s2", "is_style")]
-    assert c["only_when"] == "judged by is-style (s1), fid-style (s1), fid-style (s2)"
-    assert compare(a, a, "A") == {"wins": [], "losses": [], "all": False, "text": "A better on 0 of 4 scores",
-                                  "only_when": None}
-    assert first_as_good([0.1, 0.2, 0.5], [3.0, 5.0, 6.0], 4.5, "is_style") == 0.2
-    assert first_as_good([0.1, 0.2, 0.5], [3.0, 5.0, 6.0], 2.0, "fid_style") is None
+def test_score_difference_is_paired_and_signed():
+    from robgen_lib.methods.quality import PixelScorer, saturated, score_difference
+    gen = torch.Generator().manual_seed(0)
+    reference = torch.rand(200, 1, 4, 4, generator=gen)
+    train_y = torch.arange(200) % 2
+    scorer = PixelScorer(reference, train_y, num_classes=2, k=5)
+    close = torch.rand(100, 1, 4, 4, generator=gen)          # drawn like the reference
+    far = close * 0.2 + 0.8                                  # squeezed into a corner
+    d = score_difference(scorer, far, close, reference, "fid_style", n_resamples=200)
+    assert d.low > 0                                         # far is farther from the reference
+    assert score_difference(scorer, close, close, reference, "fid_style", n_resamples=50).value == 0.0
+    assert saturated([9.95, 9.99], 10) and not saturated([9.95, 9.5], 10)

@@ -103,6 +103,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("temperatures", list_of(number(0.0, 1e6, lo_open=True)), _TEMPERATURES, 'energy',
          "temperatures of the energy detector's sweep"),
     Knob("n_seeds", integer(1, 100), 5, 'energy', 'training seeds of the detector-stability study', paper=3),
+    Knob("n_jeat_seeds", integer(1, 100), 1, 'jeat',
+         'training seeds of the JEAT-vs-adversarial-training robustness comparison', paper=3),
     Knob("sigma_grid", list_of(number(0.0, 10.0)), (0.0, 8 / 255, 0.12, 0.25, 0.5), 'jeat',
          'noise levels σ of the noise-injection sweep'),
     Knob("jeat_epochs", integer(1, 10_000), 30, 'jeat yardstick', 'epochs of JEAT training'),

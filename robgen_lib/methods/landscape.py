@@ -4,7 +4,12 @@
   directions of unit ℓ2 norm (per image).  Points are not clamped to [0, 1]: the
   landscape is the model's, around x.
 * Flatness: the mean ‖∇ₓE(x, y)‖₂ at the data, and the mean range (max - min) of
-  E(x', y) over random points x' of the ℓ∞ ball of radius ε around each image.
+  E(x', y) over random points x' of the ℓ∞ ball of radius ε around each image; both per
+  image too, with the standard deviation s of the model's logits at the data (over images
+  and classes). A model with logits twice as large has gradients twice as large, so
+  ‖∇ₓE‖ / s is the gradient per unit of logit scale, a flatness that scale alone cannot fake.
+* Centre rank: the fraction of a landscape's grid points with a lower energy than the
+  image itself (0: the image is the lowest point, 1: the highest), per image.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from ..core.data import Split
 from ..core.energy import joint_energy
 from ..core.models import eval_mode, model_device
 
-__all__ = ["energy_landscape", "flatness", "centre_rank"]
+__all__ = ["energy_landscape", "flatness", "centre_ranks", "centre_rank"]
 
 
 @torch.no_grad()
@@ -39,9 +44,14 @@ def energy_landscape(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, radi
     return {"offsets": offsets, "energy": out}
 
 
-def flatness(model: nn.Module, split: Split, *, eps: float, n_samples: int = 16, seed: int = 0) -> dict:
-    """Mean ‖∇ₓE(x, y)‖₂ over ``split`` and mean range of E(·, y) over ``n_samples`` random
-    points of the ε-ball (drawn with ``seed``)."""
+def flatness(model: nn.Module, split: Split, *, eps: float, n_samples: int = 16, seed: int = 0,
+             per_image: bool = True) -> dict:
+    """Mean ‖∇ₓE(x, y)‖₂ over ``split`` (``grad_norm``) and mean range of E(·, y) over
+    ``n_samples`` random points of the ε-ball, drawn with ``seed`` (``ball_range``).
+
+    ``per_image`` adds both per image (``grad_norms``, ``ball_ranges``: (N,) tensors) and
+    ``logit_std``, the standard deviation of the logits at the data over images and classes.
+    """
     device = model_device(model)
     generator = torch.Generator().manual_seed(seed)
     x, y = split.x.to(device), split.y.to(device)
@@ -56,11 +66,16 @@ def flatness(model: nn.Module, split: Split, *, eps: float, n_samples: int = 16,
                 e = joint_energy(model((x + (2 * u - 1) * eps).clamp(0, 1)), y)
                 lo = e if lo is None else torch.minimum(lo, e)
                 hi = e if hi is None else torch.maximum(hi, e)
-    return {"grad_norm": float(grad_norm.mean()), "ball_range": float((hi - lo).mean())}
+            logit_std = float(model(x).float().std()) if per_image else None
+    out = {"grad_norm": float(grad_norm.mean()), "ball_range": float((hi - lo).mean())}
+    if per_image:
+        out.update(grad_norms=grad_norm.detach().float().cpu(), ball_ranges=(hi - lo).float().cpu(),
+                   logit_std=logit_std)
+    return out
 
 
-def centre_rank(energy: torch.Tensor) -> float:
-    """Mean fraction of grid points whose energy is below the centre's (the image itself).
+def centre_ranks(energy: torch.Tensor) -> torch.Tensor:
+    """Per image, the fraction of grid points whose energy is below the centre's (the image itself).
 
     ``energy``: (N, n, n) landscapes from :func:`energy_landscape` with an odd ``n``; 0 means
     the image is the lowest point of its landscape, 1 the highest.
@@ -69,4 +84,9 @@ def centre_rank(energy: torch.Tensor) -> float:
     if energy.dim() != 3 or n % 2 == 0 or energy.shape[-2] != n:
         raise ValueError(f"centre_rank needs (N, n, n) grids with odd n, got {tuple(energy.shape)}")
     centre = energy[:, n // 2, n // 2].view(-1, 1, 1)
-    return float((energy < centre).float().mean())
+    return (energy < centre).float().flatten(1).mean(1)
+
+
+def centre_rank(energy: torch.Tensor) -> float:
+    """The mean of :func:`centre_ranks` over the images."""
+    return float(centre_ranks(energy).mean())

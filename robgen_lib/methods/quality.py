@@ -9,6 +9,16 @@ published FID/IS numbers; they rank sets of samples of the same data.
   ‖μ_a − μ_b‖² + tr(Σ_a + Σ_b − 2 (Σ_a Σ_b)^{1/2})
 * IS-style score: exp( E_x KL( p(y|x) ‖ p(y) ) ), p(y) the mean prediction.
 
+A *pixel scorer* (:class:`PixelScorer`) rates samples without any trained network: the
+Fréchet distance on raw pixels and the IS-style score of a k-nearest-neighbour classifier's
+class frequencies over the training images — an objective no generator optimised.
+
+Two sample sets drawn from the **same seeds** are compared with a paired bootstrap
+(:func:`score_difference`): the seeds are resampled, both sets' score is recomputed on the
+same resample, and the percentile interval of the difference decides which set is better
+(``scipy.stats.bootstrap`` on the seed indices: FID is not a mean of per-sample values, so
+the statistic is recomputed per resample).
+
 The real Inception Score and FID (Inception-v3 features) come from torch-fidelity
 (:func:`fidelity_scores`), an optional install (``pip install -e ".[paper]"``) whose
 Inception weights download at first use — a user's machine, not an offline one.
@@ -21,9 +31,11 @@ from torch import nn
 
 from ..core.data import batch_slices
 from ..core.models import eval_mode, last_linear, model_device
+from ..core.stats import bootstrap
 
-__all__ = ["penultimate_features", "frechet_distance", "is_style_score", "sample_quality", "rate", "better_on",
-           "compare", "first_as_good", "fidelity_scores", "FidelityUnavailable"]
+__all__ = ["penultimate_features", "PixelScorer", "scorer_view", "frechet_distance", "is_style_score",
+           "sample_quality", "rate", "score_difference", "saturated",
+           "fidelity_scores", "FidelityUnavailable"]
 
 
 class FidelityUnavailable(RuntimeError):
@@ -45,6 +57,35 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int = 51
     finally:
         hook.remove()
     return torch.cat(feats), torch.cat(probs)
+
+
+class PixelScorer:
+    """A network-free scorer: features are the raw pixels, predictions the class frequencies
+    among the ``k`` nearest training images in ℓ2 (``train_x``, ``train_y``, ``num_classes``)."""
+
+    def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int, k: int = 10):
+        if k < 1 or k > len(train_x):
+            raise ValueError(f"the pixel scorer needs 1 <= k <= {len(train_x)} training images, got k = {k}")
+        self.train_x, self.train_y = train_x.flatten(1).float().cpu(), train_y.cpu()
+        self.num_classes, self.k = num_classes, k
+
+    @torch.no_grad()
+    def features_and_probs(self, x: torch.Tensor, batch_size: int = 512):
+        feats = x.detach().flatten(1).float().cpu()
+        probs = []
+        for s in batch_slices(len(feats), batch_size):
+            idx = torch.cdist(feats[s], self.train_x).topk(self.k, largest=False).indices
+            votes = torch.nn.functional.one_hot(self.train_y[idx], self.num_classes).float().mean(1)
+            probs.append(votes)
+        return feats, torch.cat(probs)
+
+
+def scorer_view(scorer, x: torch.Tensor):
+    """(features, class probabilities) of ``x`` as ``scorer`` sees them: a network's
+    penultimate features and softmax, or a :class:`PixelScorer`'s pixels and votes."""
+    if hasattr(scorer, "features_and_probs"):
+        return scorer.features_and_probs(x)
+    return penultimate_features(scorer, x)
 
 
 def _psd_sqrt(m: np.ndarray) -> np.ndarray:
@@ -83,8 +124,8 @@ def sample_quality(scorer: nn.Module, samples: torch.Tensor, reference: torch.Te
     ``agreement``: fraction of samples the scorer assigns to their target class (when
     ``targets`` are given).
     """
-    f_s, p_s = penultimate_features(scorer, samples)
-    f_r, _ = penultimate_features(scorer, reference)
+    f_s, p_s = scorer_view(scorer, samples)
+    f_r, _ = scorer_view(scorer, reference)
     out = {"is_style": is_style_score(p_s.numpy()), "fid_style": frechet_distance(f_s.numpy(), f_r.numpy())}
     if targets is not None:
         out["agreement"] = float((p_s.argmax(1) == targets.cpu()).float().mean())
@@ -95,47 +136,43 @@ def sample_quality(scorer: nn.Module, samples: torch.Tensor, reference: torch.Te
 HIGHER_IS_BETTER = {"is_style": True, "fid_style": False, "agreement": True, "IS": True, "FID": False}
 
 
-def better_on(a: dict, b: dict, metrics=("is_style", "fid_style")) -> list[tuple[str, str]]:
-    """The (scorer, metric) pairs on which sample set ``a`` scores strictly better than ``b``.
-
-    ``a`` and ``b`` map scorer name → :func:`sample_quality` result.
-    """
-    out = []
-    for scorer in a:
-        for m in metrics:
-            va, vb = a[scorer][m], b[scorer][m]
-            if (va > vb) if HIGHER_IS_BETTER[m] else (va < vb):
-                out.append((scorer, m))
-    return out
-
-
 def rate(scorers: dict, samples: torch.Tensor, reference: torch.Tensor, targets: torch.Tensor | None = None) -> dict:
     """:func:`sample_quality` under each scorer: scorer name → scores."""
     return {name: sample_quality(m, samples, reference, targets) for name, m in scorers.items()}
 
 
-def _names(pairs) -> str:
-    return ", ".join(f"{m.replace('_', '-')} ({s})" for s, m in pairs)
+def score_difference(scorer, a: torch.Tensor, b: torch.Tensor, reference: torch.Tensor, metric: str, *,
+                     n_resamples: int = 400, seed: int = 0):
+    """``metric`` (``"is_style"`` or ``"fid_style"``) of sample set ``a`` minus that of ``b``,
+    where ``a[i]`` and ``b[i]`` grew from the same seed, with a paired percentile bootstrap
+    interval over the seeds (a :class:`~robgen_lib.core.stats.Estimate`; the reference set is
+    held fixed). Positive means ``a`` scores higher, whatever the metric's direction."""
+    if len(a) != len(b):
+        raise ValueError(f"a paired score difference needs sets grown from the same seeds, got {len(a)} and {len(b)}")
+    (fa, pa), (fb, pb) = scorer_view(scorer, a), scorer_view(scorer, b)
+    fa, pa, fb, pb = (t.numpy().astype(np.float64) for t in (fa, pa, fb, pb))
+    if metric == "fid_style":
+        fr = scorer_view(scorer, reference)[0].numpy().astype(np.float64)
+
+        def score(f, p, i):
+            return frechet_distance(f[i], fr)
+    elif metric == "is_style":
+        def score(f, p, i):
+            return is_style_score(p[i])
+    else:
+        raise ValueError(f"unknown metric {metric!r}; allowed: 'is_style', 'fid_style'")
+
+    def statistic(idx):
+        i = np.asarray(idx, dtype=int)
+        return score(fa, pa, i) - score(fb, pb, i)
+
+    return bootstrap(np.arange(len(a)), statistic, n_resamples=n_resamples, seed=seed, vectorized=False)
 
 
-def compare(a: dict, b: dict, a_name: str, metrics=("is_style", "fid_style")) -> dict:
-    """How sample set ``a`` fares against ``b`` on every (scorer, metric) pair.
-
-    Returns ``wins`` / ``losses`` (pairs), ``all`` (``a`` better on every pair), a sentence
-    ``text`` for a verdict, and ``only_when`` ("judged by …" the winning pairs, or None).
-    """
-    wins, losses = better_on(a, b, metrics), better_on(b, a, metrics)
-    total = len(a) * len(metrics)
-    text = f"{a_name} better on {len(wins)} of {total} scores" + (f": {_names(wins)}" if wins else "")
-    text += f"; worse on {_names(losses)}" if losses else ""
-    return {"wins": wins, "losses": losses, "all": len(wins) == total, "text": text,
-            "only_when": f"judged by {_names(wins)}" if wins else None}
-
-
-def first_as_good(xs, scores, reference: float, metric: str):
-    """The smallest x whose score is at least as good as ``reference`` (direction by ``metric``), or None."""
-    ok = [x for x, v in zip(xs, scores) if ((v >= reference) if HIGHER_IS_BETTER[metric] else (v <= reference))]
-    return min(ok) if ok else None
+def saturated(values, num_classes: int, tolerance: float = 0.01) -> bool:
+    """Whether IS-style scores sit at their ceiling K (every one within ``tolerance``·K of it):
+    such a score cannot rank the sets it rates."""
+    return all(v >= (1 - tolerance) * num_classes for v in values)
 
 
 class _Uint8RGB(torch.utils.data.Dataset):

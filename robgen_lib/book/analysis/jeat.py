@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 from scipy.stats import spearmanr
 from torch import nn
@@ -13,17 +14,20 @@ from torch import nn
 from ...core.attacks import predict_logits
 from ...core.data import Split
 from ...core.energy import joint_energy
+from ...core.stats import Estimate, all_of, bootstrap, decide, paired, proportion
 from ...methods.evaluate import accuracy_of
-from ...methods.landscape import centre_rank
-from ...methods.quality import FidelityUnavailable, compare, fidelity_scores, first_as_good, rate
+from ...methods.landscape import centre_rank, centre_ranks
+from ...methods.quality import (HIGHER_IS_BETTER, FidelityUnavailable, fidelity_scores, is_style_score, rate, saturated,
+                                score_difference, scorer_view)
 from ...methods.sampling import fit_class_gaussians, sample_seeds
 from .. import plots
 from ..report import fmt_budget, pct, table
 
 __all__ = ["noise_name", "sweep_names", "shown_models", "landscape_figure", "mean_joint_energy",
            "flatness_summary", "flatness_table", "scorers_table", "class_seeds", "first_of_each_class", "rate_sets",
-           "score_pairs", "sigma_sweep_figure", "noise_trend", "noise_catch_up", "training_history_figure",
-           "clean_and_attacked_accuracy", "robustness_table", "real_scores", "real_scores_table"]
+           "score_pairs", "sigma_sweep_figure", "noise_trend", "training_history_figure",
+           "clean_and_attacked_accuracy", "robustness_table", "real_scores", "real_scores_table", "flatter",
+           "sits_high", "quality_verdict", "seed_fid_note", "equal_l2_sigma", "at_least_as_robust"]
 
 #: The two scores every sample set gets from each scorer (higher IS-style is better, lower FID-style).
 METRICS = ("is_style", "fid_style")
@@ -71,13 +75,47 @@ def flatness_summary(flatness: Mapping[str, dict], energy_at_data: Mapping[str, 
     :func:`~robgen_lib.methods.landscape.flatness`, ``energy`` (mean E(x, y) at the data), and
     ``rank``: the fraction of landscape grid points below the image itself (0 = the image is
     the lowest point, 1 the highest; :func:`~robgen_lib.methods.landscape.centre_rank`)."""
-    return {name: {**f, "energy": energy_at_data[name], "rank": centre_rank(landscapes[name]["energy"])}
+    return {name: {**f, "energy": energy_at_data[name], "rank": centre_rank(landscapes[name]["energy"]),
+                   "ranks": centre_ranks(landscapes[name]["energy"])}
             for name, f in flatness.items()}
+
+
+def _ratio(a, b) -> Estimate:
+    """mean(a) / mean(b) over the same images, with a paired bootstrap interval."""
+    return bootstrap((np.asarray(a), np.asarray(b)), lambda u, v, axis: u.mean(axis) / v.mean(axis))
+
+
+def flatter(sharp: dict, flat: dict) -> dict:
+    """Is ``flat`` (a :func:`flatness_summary` entry) flatter than ``sharp`` on the same images?
+    Three ratios sharp / flat with paired bootstrap intervals: the gradient norm ``grad``, the
+    gradient per unit of each model's logit std ``normalised`` (scale alone cannot make it
+    fall) and the ε-ball ``range``. ``holds``: every ratio's interval above 1 (None if one
+    straddles 1, False if one lies at or below it)."""
+    grad = _ratio(sharp["grad_norms"], flat["grad_norms"])
+    norm = _ratio(np.asarray(sharp["grad_norms"]) / sharp["logit_std"], np.asarray(flat["grad_norms"]) / flat["logit_std"])
+    rng = _ratio(sharp["ball_ranges"], flat["ball_ranges"])
+    return {"grad": grad, "normalised": norm, "range": rng,
+            "holds": all_of(decide(grad, 1.0), decide(norm, 1.0), decide(rng, 1.0)),
+            "text": f"sharp/flat ratio of mean |grad E| {grad}; per unit of logit std {norm}; "
+                    f"of the ε-ball range {rng}"}
+
+
+def sits_high(standard: dict, robust: dict) -> dict:
+    """Does the image sit high in its own landscape on the standard model? Per image, the
+    fraction of grid points below it (``ranks`` of :func:`flatness_summary`): the standard
+    model's mean rank must exceed 0.5 and the robust model's on the same images (paired
+    bootstrap intervals; None where an interval straddles its bar)."""
+    rs, rr = np.asarray(standard["ranks"]), np.asarray(robust["ranks"])
+    mean = bootstrap(rs)
+    gap = bootstrap((rs, rr), lambda u, v, axis: u.mean(axis) - v.mean(axis))
+    return {"mean": mean, "gap": gap, "holds": all_of(decide(mean, 0.5), decide(gap, 0.0)),
+            "text": f"standard model's mean rank {mean}; minus the adversarially trained model's {gap}"}
 
 
 def flatness_table(summary: Mapping[str, dict], eps: float):
     """The :func:`flatness_summary` numbers, one row per model."""
     return table({name: {"mean ‖∇E(x,y)‖ at data": f"{f['grad_norm']:.3g}",
+                         "… per unit of logit std": f"{f['grad_norm'] / f['logit_std']:.3g}",
                          f"E range in ε-ball (ε = {fmt_budget(eps)})": f"{f['ball_range']:.3g}",
                          "mean E(x,y) at data": f"{f['energy']:.2f}",
                          "centre's rank in its landscape": f"{f['rank']:.2f}"}
@@ -87,9 +125,14 @@ def flatness_table(summary: Mapping[str, dict], eps: float):
 # -- finding 2: generation ------------------------------------------------------------------
 def scorers_table(scorers: Mapping[str, object]):
     """What each scorer is: architecture, training seed, test accuracy, trained now or cached."""
-    return table({name: {"architecture": m.spec.get("arch", ""), "seed": m.spec.get("seed", ""),
-                         "test accuracy": pct(m.test_accuracy), "": "from cache" if m.from_cache else "trained now"}
-                  for name, m in scorers.items()}, "scorer")
+    def row(m):
+        if not hasattr(m, "spec"):   # a network-free scorer (pixels)
+            return {"architecture": f"{m.k}-nearest neighbours on pixels", "seed": "–", "test accuracy": "–",
+                    "": "no training"}
+        return {"architecture": m.spec.get("arch", ""), "seed": m.spec.get("seed", ""),
+                "test accuracy": pct(m.test_accuracy), "": "from cache" if m.from_cache else "trained now"}
+
+    return table({name: row(m) for name, m in scorers.items()}, "scorer")
 
 
 def class_seeds(train: Split, num_classes: int, per_class: int, *, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,13 +156,60 @@ def rate_sets(scorers: Mapping[str, object], sets: Mapping[str, torch.Tensor], r
     """Each sample set rated by every scorer (trained models): set name → scorer name →
     FID-style distance to ``reference``, IS-style score and agreement with ``targets``
     (:func:`~robgen_lib.methods.quality.rate`)."""
-    networks = {name: m.model for name, m in scorers.items()}
+    networks = {name: getattr(m, "model", m) for name, m in scorers.items()}
     return {name: rate(networks, x, reference, targets) for name, x in sets.items()}
 
 
 def score_pairs(quality: Mapping[str, dict]) -> list[tuple[str, str]]:
     """Every (scorer, metric) pair of a :func:`rate_sets` result: scorers in order, IS-style then FID-style."""
     return [(s, m) for s in next(iter(quality.values())) for m in METRICS]
+
+
+def quality_verdict(scorers: Mapping[str, object], a: torch.Tensor, b: torch.Tensor, reference: torch.Tensor,
+                    a_name: str, num_classes: int, *, seed: int = 0) -> dict:
+    """Do samples ``a`` beat samples ``b`` (grown from the same seeds)? For every scorer and
+    metric, the paired bootstrap difference (:func:`~robgen_lib.methods.quality.score_difference`)
+    decides *better*, *worse* or *tied*; an IS-style score at its ceiling K for both sets is
+    *saturated* and does not count. With W better and L worse of the n counted scores:
+    every one better → ``holds`` True; none counted → not ``informative``; none better or
+    worse → None (inconclusive); more better than worse → False with ``only_when`` the
+    better ones; otherwise False (the scores that disagree are at least as many)."""
+    better, worse, tied, sat, parts = [], [], [], [], []
+    for sname, scorer in scorers.items():
+        net = getattr(scorer, "model", scorer)
+        for metric in METRICS:
+            label = _label(sname, metric)
+            if metric == "is_style":
+                values = [is_style_score(scorer_view(net, x)[1].numpy()) for x in (a, b)]
+                if saturated(values, num_classes):
+                    sat.append(label)
+                    parts.append(f"{label} saturated ({values[0]:.2f} vs {values[1]:.2f})")
+                    continue
+            d = score_difference(net, a, b, reference, metric, seed=seed)
+            up = HIGHER_IS_BETTER[metric]
+            (better if decide(d, 0.0, above=up) is True else worse if decide(d, 0.0, above=not up) is True
+             else tied).append(label)
+            parts.append(f"{label} {d.value:+.3g} [{d.low:+.3g}, {d.high:+.3g}]")
+    counted = len(better) + len(worse) + len(tied)
+    holds = None if not (better or worse) else (len(better) == counted)
+    text = (f"{a_name} minus the other, n = {len(a)} paired samples: " + "; ".join(parts)
+            + f" — better on {len(better)}, worse on {len(worse)}, tied on {len(tied)} of {counted} counted scores")
+    return {"better": better, "worse": worse, "tied": tied, "saturated": sat, "holds": holds,
+            "informative": counted > 0, "text": text,
+            "only_when": f"judged by {', '.join(better)}" if better and len(better) > len(worse) else None}
+
+
+def seed_fid_note(quality: Mapping[str, dict], generators: Sequence[str], seeds: str = "Gaussian seeds") -> str | None:
+    """A sentence when every generator's FID-style distance is larger than that of the seeds
+    it started from, under every scorer (generation moves the seeds away from the data's
+    feature statistics), else None."""
+    start = quality[seeds]
+    if not all(quality[g][s]["fid_style"] > start[s]["fid_style"] for g in generators for s in start):
+        return None
+    values = ", ".join(f"{s} {start[s]['fid_style']:.3g}" for s in start)
+    return (f"Under every scorer, every generator's samples are farther (FID-style) from the real images than the "
+            f"{seeds.lower()} they started from ({values}): on this data the class Gaussians already match the "
+            f"features' statistics, and generating moves away from them.")
 
 
 # -- finding 3: noise ----------------------------------------------------------------------
@@ -147,36 +237,62 @@ def sigma_sweep_figure(quality: Mapping[str, dict], flatness: Mapping[str, dict]
     return fig
 
 
-def noise_trend(quality: Mapping[str, dict], sigma_grid: Sequence[float]) -> dict:
+def noise_trend(quality: Mapping[str, dict], sigma_grid: Sequence[float], num_classes: int | None = None,
+                level: float = 0.05) -> dict:
     """Whether generation improves with the training noise: for each (scorer, metric) the
-    Spearman rank correlation ρ(σ, score) over the sweep (``rho``); a score *improves* when
-    ρ > 0 (IS-style) or ρ < 0 (FID-style). Returns ``rho``, the ``improving`` scores,
-    ``all_improve``, a sentence ``text`` and ``only_when`` ("judged by …" the improving ones, or None)."""
+    Spearman rank correlation ρ(σ, score) over the sweep (``rho``) and its p-value
+    (``scipy.stats.spearmanr``). A score *improves* when ρ points the better way (> 0 for
+    IS-style, < 0 for FID-style) with p < ``level``, *worsens* when it points the other way
+    with p < ``level``; IS-style scores at their ceiling K over the whole sweep are
+    ``saturated`` and do not count (``num_classes`` given). ``holds``: every counted score
+    improves; None when none improves or worsens; ``only_when``: the improving ones, when
+    they outnumber the worsening ones."""
     sig = [float(s) for s in sigma_grid]
-    rho = {(s, m): float(spearmanr(sig, [quality[n][s][m] for n in sweep_names(sig)]).statistic)
-           for s, m in score_pairs(quality)}
-    improving = [_label(s, m) for (s, m), r in rho.items() if (r > 0 if m == "is_style" else r < 0)]
-    return {"rho": rho, "improving": improving, "all_improve": len(improving) == len(rho),
-            "text": "Spearman(σ, score): " + ", ".join(f"{_label(s, m)} {r:+.2f}" for (s, m), r in rho.items()),
-            "only_when": f"judged by {', '.join(improving)}" if improving else None}
+    rho, pval, improving, worsening, sat = {}, {}, [], [], []
+    for s, m in score_pairs(quality):
+        values = [quality[n][s][m] for n in sweep_names(sig)]
+        if m == "is_style" and num_classes is not None and saturated(values, num_classes):
+            sat.append(_label(s, m))
+            continue
+        res = spearmanr(sig, values)
+        r, p = float(res.statistic), float(res.pvalue)
+        rho[(s, m)], pval[(s, m)] = r, p
+        good = r > 0 if HIGHER_IS_BETTER[m] else r < 0
+        if p < level:
+            (improving if good else worsening).append(_label(s, m))
+    counted = len(rho)
+    holds = None if not (improving or worsening) else len(improving) == counted
+    text = "Spearman(σ, score) over {} σ: ".format(len(sig)) + ", ".join(
+        f"{_label(s, m)} {r:+.2f} (p = {pval[(s, m)]:.2g})" for (s, m), r in rho.items())
+    if sat:
+        text += "; saturated: " + ", ".join(sat)
+    return {"rho": rho, "p": pval, "improving": improving, "worsening": worsening, "saturated": sat,
+            "all_improve": holds is True, "holds": holds, "informative": counted > 0, "text": text,
+            "only_when": f"judged by {', '.join(improving)}" if improving and len(improving) > len(worsening) else None}
 
 
-def noise_catch_up(quality: Mapping[str, dict], sigma_grid: Sequence[float], train_eps: float) -> dict:
-    """From which σ noise training generates as well as adversarial training. Only the scores
-    on which adversarial training beats the standard model count (``informative``); for each,
-    ``match`` is the smallest σ of the sweep after its first (σ = 0) whose score is at least as
-    good as adversarial training's (None: no σ is). ``slower``: some score is informative and
-    every match is None or larger than the training budget ``train_eps``."""
-    sig = [float(s) for s in sigma_grid]
-    at = quality["adversarially trained"]
-    informative = compare(at, quality["standard"], "adversarially trained")["wins"]
-    match = {(s, m): first_as_good(sig[1:], [quality[noise_name(v)][s][m] for v in sig[1:]], at[s][m], m)
-             for s, m in informative}
-    text = (f"smallest σ > 0 as good as adversarial training (ε = {fmt_budget(train_eps)}): "
-            + ", ".join(f"{_label(s, m)} {'none' if v is None else f'{v:.3g}'}" for (s, m), v in match.items())
-            if informative else "untestable: adversarial training beats the standard model on no score")
-    return {"informative": informative, "match": match, "text": text,
-            "slower": bool(informative) and all(v is None or v > train_eps for v in match.values())}
+def equal_l2_sigma(x: torch.Tensor, x_adv: torch.Tensor) -> float:
+    """The Gaussian σ whose expected ℓ2 norm matches the adversarial perturbations':
+    E‖N(0, σ²I_d)‖₂ ≈ σ√d, so σ = mean ‖x_adv − x‖₂ / √d (3 significant digits)."""
+    d = x[0].numel()
+    sigma = float((x_adv - x).flatten(1).norm(dim=1).mean()) / d ** 0.5
+    return float(f"{sigma:.3g}")
+
+
+def at_least_as_robust(correct_a: Mapping[int, torch.Tensor], correct_b: Mapping[int, torch.Tensor], *,
+                       margin: float = 0.02) -> dict:
+    """Is A at least as robust as B (within ``margin``)? Per training seed, the paired
+    difference of their per-image robust correctness (Newcombe's interval); a seed says yes
+    when the interval lies above −``margin``, no when it lies at or below it. ``holds``: every
+    seed yes (False if one says no, None otherwise)."""
+    diffs = {seed: paired(correct_a[seed], correct_b[seed]) for seed in correct_a}
+    outcomes = [decide(d, -margin) for d in diffs.values()]
+    spread = ""
+    if len(diffs) > 1:
+        vals = [100 * d.value for d in diffs.values()]
+        spread = f"; over {len(diffs)} seeds {min(vals):+.1f} … {max(vals):+.1f} points"
+    text = "; ".join(f"seed {s}: {d}" for s, d in diffs.items()) + spread
+    return {"diffs": diffs, "holds": all_of(*outcomes), "text": text}
 
 
 # -- JEAT -----------------------------------------------------------------------------------
