@@ -53,22 +53,31 @@ def test_timestep_tradeoff_needs_robust_accuracy_to_gain_more_than_clean():
     assert small["robust_gains_more"] is None
 
 
-def test_one_pass_cuts_the_evaluations_by_k_with_the_same_logits():
+def test_head_cost_counts_one_pass_per_class_on_a_single_head_denoiser():
     torch.manual_seed(0)
-    den = Denoiser(1, num_classes=3, base=8, multi_head=True).eval()
-    multi, single = (DiffusionClassifier(den, 2, one_pass=p) for p in (True, False))
+    multi = DiffusionClassifier(Denoiser(1, num_classes=3, base=8, multi_head=True).eval(), 2)
+    single = DiffusionClassifier(Denoiser(1, num_classes=3, base=8, multi_head=False).eval(), 2)
     cost = rdc.head_cost(multi, single, torch.rand(4, 1, 8, 8))
     assert cost[rdc.MULTI_HEAD]["evaluations"] == 2 and cost[rdc.SINGLE_HEAD]["evaluations"] == 6
-    saving = rdc.head_savings(cost, num_classes=3)
-    assert saving["ratio"] == 3 and saving["same_logits"] and saving["cut_by_k"]
-    assert not rdc.head_savings(cost, num_classes=10)["cut_by_k"]
 
 
-def test_head_savings_refuses_different_logits():
-    cost = {rdc.MULTI_HEAD: {"evaluations": 16.0, "ms": 1.0, "logits": torch.zeros(2, 10)},
-            rdc.SINGLE_HEAD: {"evaluations": 160.0, "ms": 5.0, "logits": torch.full((2, 10), 1e-3)}}
-    saving = rdc.head_savings(cost, 10)
-    assert saving["ratio"] == 10 and saving["speedup"] == 5 and not saving["same_logits"] and not saving["cut_by_k"]
+def test_head_savings_need_k_times_fewer_evaluations_and_the_same_clean_accuracy():
+    cost = {rdc.MULTI_HEAD: {"evaluations": 16.0, "ms": 1.0}, rdc.SINGLE_HEAD: {"evaluations": 160.0, "ms": 5.0}}
+    right = torch.ones(400, dtype=torch.bool)
+    robust = {(rdc.MULTI_HEAD, "linf"): {"robust": right[:32]}, (rdc.SINGLE_HEAD, "linf"): {"robust": right[:32]}}
+    same = rdc.head_savings(cost, {rdc.MULTI_HEAD: right, rdc.SINGLE_HEAD: right}, robust, 10)
+    assert same["ratio"] == 10 and same["speedup"] == 5 and same["holds"] is True
+    worse = right.clone()
+    worse[:80] = False                                       # the multi-head model 20 points less accurate
+    assert rdc.head_savings(cost, {rdc.MULTI_HEAD: worse, rdc.SINGLE_HEAD: right}, robust, 10)["holds"] is False
+    assert rdc.head_savings(cost, {rdc.MULTI_HEAD: right, rdc.SINGLE_HEAD: right}, robust, 3)["holds"] is False
+
+
+def test_robust_gap_compares_models_on_the_images_they_share():
+    a = {"robust": torch.tensor([True] * 64)}
+    b = {"robust": torch.tensor([False] * 64 + [True] * 295)}  # attacked on every image; the first 64 broken
+    g = rdc.robust_gap({("A", "linf"): a, ("B", "linf"): b}, "A", "B")
+    assert g["gap"].n == 64 and g["gap"].value == 1.0 and g["b"].n == 359
 
 
 def test_a_stronger_attack_within_tolerance_holds_a_large_drop_is_conditional_and_zero_tests_nothing():

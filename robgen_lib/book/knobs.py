@@ -162,6 +162,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          'PGD steps of the robust-accuracy tables', paper=50),
     Knob("restarts", integer(1, 1000), 1, 'rdc abs yardstick', "random restarts of the robust-accuracy tables' PGD"),
     Knob("big_eps", budget(lo_open=True), 0.5, 'rdc', 'the huge budget of the gradient-masking sanity check'),
+    Knob("small_eps", budget(lo_open=True), 0.025, 'rdc',
+         'the small ℓ∞ budget at which the diffusion classifier must beat the standard CNN', paper=2 / 255),
     Knob("n_grad_check", integer(1, 1_000_000), 32, 'rdc', 'test images of the BPDA-vs-exact gradient check',
          paper=256, at_most="test"),
     Knob("abs_latent", integer(1, 4096), 8, 'abs yardstick', 'latent size of the ABS class VAEs'),

@@ -11,7 +11,7 @@ from ..methods.evaluate import robust_accuracy
 from .chapter import Chapter
 from .yardstick import ATTACKS, independent_robust_accuracy, is_stochastic
 
-__all__ = ["diffusion_models", "threats", "robust_table", "book_models", "independent_table"]
+__all__ = ["diffusion_models", "threats", "robust_images", "robust_table", "book_models", "independent_table"]
 
 
 def diffusion_models(ch: Chapter) -> dict[str, TrainedModel]:
@@ -26,15 +26,29 @@ def threats(ch: Chapter) -> dict[str, dict]:
     return {"linf": {"norm": "linf", "eps": c.rob_eps}, "l2": {"norm": "l2", "eps": c.l2_eps}}
 
 
+#: Recipes cheap enough to attack on every test image (the others use ``n_robust``).
+CHEAP = frozenset({"classifier"})
+
+
+def robust_images(ch: Chapter, model: TrainedModel, n: int | None = None) -> int:
+    """How many test images (from the first) a robust table attacks ``model`` on: ``n`` if
+    given, else every test image for a plain classifier and ``n_robust`` for the costly
+    models. Tables compare two models on the images they share (the first ones)."""
+    if n is not None:
+        return n
+    return len(ch.data.test) if model.spec.get("recipe") in CHEAP else ch.cfg.n_robust
+
+
 def robust_table(ch: Chapter, models: dict[str, TrainedModel] | None = None, *, steps: int | None = None,
                  restarts: int | None = None, losses=("ce", "dlr"), n: int | None = None,
                  which: dict[str, dict] | None = None) -> dict:
-    """{(model, threat): robust_accuracy result} on the first ``n`` (default ``n_robust``) test images, cached;
-    a stochastic model is attacked with ``eot`` forward passes per gradient, a deterministic one with one."""
+    """{(model, threat): robust_accuracy result} on the first :func:`robust_images` test images,
+    cached; a stochastic model is attacked with ``eot`` forward passes per gradient, a
+    deterministic one with one."""
     c = ch.cfg
-    split = ch.data.test.head(c.n_robust if n is None else n)
     models = diffusion_models(ch) if models is None else models
-    return {(name, tname): ch.run(robust_accuracy, m, split, steps=c.attack_steps if steps is None else steps,
+    return {(name, tname): ch.run(robust_accuracy, m, ch.data.test.head(robust_images(ch, m, n)),
+                                  steps=c.attack_steps if steps is None else steps,
                                   restarts=c.restarts if restarts is None else restarts, losses=tuple(losses),
                                   seed=c.seed, eot=c.eot if is_stochastic(m.model) else 1, **t)
             for name, m in models.items() for tname, t in (threats(ch) if which is None else which).items()}

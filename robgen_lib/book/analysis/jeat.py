@@ -14,7 +14,7 @@ from torch import nn
 from ...core.attacks import predict_logits
 from ...core.data import Split
 from ...core.energy import joint_energy
-from ...core.stats import Estimate, all_of, bootstrap, decide, paired, proportion
+from ...core.stats import Estimate, all_of, bootstrap, decide, paired
 from ...methods.evaluate import accuracy_of
 from ...methods.landscape import centre_rank, centre_ranks
 from ...methods.quality import (HIGHER_IS_BETTER, FidelityUnavailable, fidelity_scores, is_style_score, rate, saturated,

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from ...core.energy import auroc
-from ...core.models import eval_mode, model_device
 from ...core.stats import Estimate, all_of, bootstrap, decide, paired, proportion, within
 from ..report import fmt_budget, pct, table
 from ..yardstick import prediction_cost
@@ -97,29 +96,31 @@ MULTI_HEAD, SINGLE_HEAD = "multi-head (one pass)", "single-head (K passes)"
 
 
 def head_cost(multi_head: nn.Module, single_head: nn.Module, images: torch.Tensor) -> dict[str, dict]:
-    """The same diffusion classifier evaluated two ways on ``images``: every class's noise in
-    one pass (``multi_head``) or one pass per class (``single_head``). Per way: network
-    evaluations per image and ms per image (:func:`~robgen_lib.book.yardstick.prediction_cost`:
-    the denoiser's passes counted by a hook, one warm-up call, then one timed call) and the
-    logits of one more call (on the CPU)."""
-    out = {}
-    for label, model in ((MULTI_HEAD, multi_head), (SINGLE_HEAD, single_head)):
-        cost = prediction_cost(model, images)
-        with eval_mode(model), torch.no_grad():
-            logits = model(images.to(model_device(model))).cpu()
-        out[label] = {**cost, "logits": logits}
-    return out
+    """Two diffusion classifiers on ``images``: one on a multi-head denoiser (every class's
+    noise in one pass) and one on a single-head, label-embedded denoiser (one pass per class).
+    Per way: network evaluations per image and ms per image
+    (:func:`~robgen_lib.book.yardstick.prediction_cost`: the denoiser's passes counted by a
+    hook, one warm-up call, then one timed call)."""
+    return {label: prediction_cost(model, images) for label, model in ((MULTI_HEAD, multi_head),
+                                                                        (SINGLE_HEAD, single_head))}
 
 
-def head_savings(cost: dict[str, dict], num_classes: int, *, atol: float = 1e-5) -> dict:
-    """What the multi-head layout saves: evaluations per image both ways (``multi``, ``single``),
-    their ratio single/multi, the wall-time speed-up, ``same_logits`` (equal within ``atol``)
-    and ``cut_by_k``: the ratio is exactly K and the logits are the same."""
+def head_savings(cost: dict[str, dict], clean: Mapping[str, torch.Tensor], robust: Mapping[str, dict],
+                 num_classes: int, *, tolerance: float = 0.05, threat: str = "linf") -> dict:
+    """What the multi-head layout saves, and what it costs in accuracy: evaluations per image
+    both ways (``multi``, ``single``), their ratio, the wall-time speed-up, the paired
+    differences multi − single of clean accuracy (``clean``: per-image correctness on the
+    same images) and of robust accuracy (``robust``: robust tables keyed by the two labels).
+    ``holds``: the ratio is K and the clean difference lies within ±``tolerance``
+    (:func:`~robgen_lib.core.stats.within`; None when its interval straddles the tolerance)."""
     multi, single = cost[MULTI_HEAD], cost[SINGLE_HEAD]
     ratio = single["evaluations"] / multi["evaluations"]
-    same = torch.allclose(multi["logits"], single["logits"], atol=atol)
+    clean_gap = paired(clean[MULTI_HEAD], clean[SINGLE_HEAD])
+    ra, rb = robust[(MULTI_HEAD, threat)]["robust"], robust[(SINGLE_HEAD, threat)]["robust"]
     return {"multi": multi["evaluations"], "single": single["evaluations"], "ratio": ratio,
-            "speedup": single["ms"] / multi["ms"], "same_logits": same, "cut_by_k": ratio == num_classes and same}
+            "speedup": single["ms"] / multi["ms"], "clean": clean_gap, "robust": paired(ra, rb),
+            "clean_multi": proportion(clean[MULTI_HEAD]), "clean_single": proportion(clean[SINGLE_HEAD]),
+            "holds": all_of(ratio == num_classes, within(clean_gap, tolerance))}
 
 
 def cost_table(cost: dict[str, dict]):
@@ -144,8 +145,12 @@ def robust_accuracies(results: Mapping[tuple, dict]) -> dict[tuple, float]:
 def robust_gap(results: Mapping[tuple, dict], a, b, threat: str = "linf", bar: float = 0.0) -> dict:
     """Is ``a`` more robust than ``b`` by more than ``bar`` under ``threat``, on the same
     images? The paired difference a − b (``gap``, with McNemar's p) and ``holds``
-    (:func:`~robgen_lib.core.stats.decide` on the gap's interval: ``None`` if it straddles ``bar``)."""
-    gap = paired(results[(a, threat)]["robust"], results[(b, threat)]["robust"])
+    (:func:`~robgen_lib.core.stats.decide` on the gap's interval: ``None`` if it straddles ``bar``).
+    Two models attacked on different numbers of images are compared on the first images they
+    share; each model's own rate is over all its images."""
+    ra, rb = results[(a, threat)]["robust"], results[(b, threat)]["robust"]
+    n = min(len(ra), len(rb))
+    gap = paired(ra[:n], rb[:n])
     return {"a": proportion(results[(a, threat)]["robust"]), "b": proportion(results[(b, threat)]["robust"]),
             "gap": gap, "holds": decide(gap, bar)}
 
