@@ -64,3 +64,8 @@ def test_overlap_interval_covers_the_overlap():
                              hist_steps=5, eps=0.1)
     assert sh["overlap_ci"].low <= sh["overlap"] <= sh["overlap_ci"].high
     assert abs(sh["shift_ci"].value + 1.0) < 1e-6
+
+
+def test_working_budget_is_the_epsilon_of_the_best_auroc():
+    budgets = {"eps": [0.1, 0.3, 0.5], "AUROC": [0.6, 0.95, 0.95], "TPR": [0, 0, 0], "FPR": [0, 0, 0]}
+    assert energy.working_budget(budgets) == 0.3             # a tie goes to the smaller budget

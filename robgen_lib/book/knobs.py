@@ -98,6 +98,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("lam", number(0.0, 1e3), 1.5, 'he_pgd rdc yardstick', "HE-PGD's λ (weight of the energy term)"),
     Knob("lam_grid", list_of(number(0.0, 1e3)), (1.0, 1.2, 1.5, 2.0, 3.0), 'he_pgd',
          'λ values of the HE-PGD trade-off sweep'),
+    Knob("detect_eps", budget(lo_open=True), 0.5, 'he_pgd',
+         "ℓ∞ budget at which chapter 1's energy detector catches PGD; claim 3 is tested there too", paper=8 / 255),
     Knob("match_margin", number(0.0, 1e3), 1.0, 'he_pgd',
          "energy-matching attack: tolerated distance to the data's energy"),
     Knob("temperatures", list_of(number(0.0, 1e6, lo_open=True)), _TEMPERATURES, 'energy',

@@ -11,7 +11,7 @@ from ...methods.evaluate import first_crossing, histogram_overlap, significantly
 from ..report import fmt_budget, table
 
 __all__ = ["path_table", "energy_shift", "detector_table", "by_budget", "operating_points", "seed_table",
-           "seed_spread", "detects", "overlap_estimate"]
+           "seed_spread", "detects", "overlap_estimate", "working_budget"]
 
 
 def path_table(paths: Mapping[str, dict]):
@@ -71,6 +71,13 @@ def by_budget(sweep: dict) -> dict[str, list[float]]:
     return {"eps": [sweep["eps"][j] for j in keep], "TPR": [sweep["tpr"][j] for j in keep],
             "FPR": [sweep["fpr"][j] for j in keep], "AUROC": [sweep["auroc"][j] for j in keep],
             "accuracy under attack": [sweep["accuracy"][j] for j in keep]}
+
+
+def working_budget(budgets: dict) -> float:
+    """The ε of a :func:`by_budget` sweep at which the detector works best (highest AUROC;
+    ties: the smaller ε) — where its stability across training runs is worth testing."""
+    best = max(range(len(budgets["eps"])), key=lambda j: (budgets["AUROC"][j], -budgets["eps"][j]))
+    return budgets["eps"][best]
 
 
 def detects(tpr: float, fpr: float, n: int) -> bool | None:
