@@ -147,3 +147,22 @@ def test_first_of_each_class_skips_a_missing_class_and_keeps_at_most_n():
     split = Split(torch.arange(6.0).view(6, 1, 1, 1), T([2, 0, 2, 0, 1, 1]))
     assert abs_analysis.first_of_each_class(split, 4, n=8).flatten().tolist() == [1.0, 4.0, 0.0]
     assert abs_analysis.first_of_each_class(split, 3, n=2).flatten().tolist() == [1.0, 4.0]
+
+
+def _study(own, other, margin, accuracy=0.9):
+    return {"own_each": own, "other_each": other, "margin_each": margin, "accuracy": accuracy}
+
+
+def test_ladder_shrinks_and_margin_restored_decide_on_paired_intervals():
+    g = torch.Generator().manual_seed(0)
+    own = 1 + torch.rand(200, generator=g)
+    small = _study(own, 3 * own, 2 + torch.rand(200, generator=g))
+    large = _study(own, 2 * own, small["margin_each"] - 0.5)    # others explained better, margin smaller
+    results = {(2, 16, "abs"): small, (32, 256, "abs"): large,
+               (32, 256, "eabs"): _study(own, 2 * own, large["margin_each"] + 0.3)}
+    s = abs_analysis.ladder_shrinks(results, [(2, 16), (32, 256)])
+    assert s["holds"] is True and s["ratio"].value == pytest.approx(-1.0) and s["margin"].high < 0
+    assert abs_analysis.ladder_shrinks({(2, 16, "abs"): large, (32, 256, "abs"): small},
+                                       [(2, 16), (32, 256)])["holds"] is False
+    r = abs_analysis.margin_restored(results, (32, 256))
+    assert r["holds"] is True and r["gap"].value == pytest.approx(0.3) and r["abs_accuracy"].n == 200

@@ -177,7 +177,7 @@ class ABS(nn.Module):
 
 
 def reconstruction_study(model: ABS, x: torch.Tensor, y: torch.Tensor, *, n_noise: int = 64, seed: int = 0,
-                         batch_size: int = 256) -> dict[str, float]:
+                         batch_size: int = 256, per_image: bool = True) -> dict:
     """How well the class models explain their own class, the other classes and noise.
 
     Per image (pixel squared error of the best reconstruction, ``distance``): ``own`` — by
@@ -186,6 +186,8 @@ def reconstruction_study(model: ABS, x: torch.Tensor, y: torch.Tensor, *, n_nois
     runner-up's score minus the own class's score (the class margin ABS's robustness rests
     on; < 0 means misclassified); ``accuracy``. Smaller ``other``/``own`` and ``noise``/``own``
     ratios mean the class models are *overpowered*: they explain what they never saw.
+    ``per_image`` adds the per-image values (``own_each``, ``other_each``, ``margin_each``:
+    (N,) tensors) so that two decoders can be compared on the same images.
     """
     gen = torch.Generator().manual_seed(seed)
     noise = torch.rand((n_noise, *x.shape[1:]), generator=gen).to(x.device)
@@ -199,8 +201,12 @@ def reconstruction_study(model: ABS, x: torch.Tensor, y: torch.Tensor, *, n_nois
     runner = score.scatter(1, y.view(-1, 1), float("inf")).min(1).values
     noise_d = torch.cat([model.explain(noise[i:i + batch_size])["distance"].cpu()
                          for i in range(0, len(noise), batch_size)])
-    return {"own": float(own.mean()), "other": float(other.mean()), "noise": float(noise_d.mean()),
-            "margin": float((runner - own_s).mean()), "accuracy": float((score.argmin(1) == y).float().mean())}
+    margin = runner - own_s
+    out = {"own": float(own.mean()), "other": float(other.mean()), "noise": float(noise_d.mean()),
+           "margin": float(margin.mean()), "accuracy": float((score.argmin(1) == y).float().mean())}
+    if per_image:
+        out.update(own_each=own, other_each=other, margin_each=margin)
+    return out
 
 
 @dataclass(frozen=True)

@@ -8,24 +8,26 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 
 from ...core.attacks import predict_logits
 from ...core.data import Split
 from ...core.fit import TrainedModel
 from ...core.models import model_device
-from ...core.stats import Estimate, all_of, decide, difference, paired, proportion
+from ...core.stats import Estimate, all_of, bootstrap, decide, difference, paired, proportion
 from ...methods.evaluate import knn_labels, robust_at
 from ...methods.smoothing import certified_accuracy
 from ..report import fmt_budget, markdown_table, pct, table
 from ..yardstick import prediction_cost
+from . import common
 
-__all__ = ["class_vaes_summary", "training_curves", "first_of_each_class", "reconstruction_grid", "ms_per_image",
+__all__ = ["ladder_shrinks", "margin_restored", "class_vaes_summary", "training_curves", "first_of_each_class", "reconstruction_grid", "ms_per_image",
            "budget_curves", "budget_table", "budget_gain", "grid_threats", "robustness_panels", "strongest_attack",
            "strongest_table", "robust_bars", "robust_to_both", "generative_vs_standard", "decision_excess",
            "morphing", "adversarial_mosaic", "morph_table", "ladder_table", "ladder_panels", "ladder_ends",
            "unseen_reconstructions", "similarity_results", "similarity_table", "best_metric", "radius_grid",
-           "certified_curves", "certified_table", "certified_at", "as_both", "robust_gap", "certified_gain", "rates_differ", "clean_gap"]
+           "certified_curves", "certified_table", "certified_at", "robust_gap", "certified_gain", "rates_differ", "clean_gap"]
 
 
 # -- the class models -------------------------------------------------------------------
@@ -174,19 +176,11 @@ def robust_to_both(robust: Mapping[tuple, dict]) -> dict[tuple, float]:
     return {k: v["both"] for k, v in robust.items()}
 
 
-def as_both(results: Mapping[tuple, dict]) -> dict[tuple, dict]:
-    """A PGD-only robust table (:func:`~robgen_lib.book.studies.robust_table`) in the shape
-    :func:`robust_gap` reads: its per-image robust flags as ``both_correct``."""
-    return {k: {"both_correct": r["robust"]} for k, r in results.items()}
-
-
-def robust_gap(robust: Mapping[tuple, dict], a: str, b: str, threat: str, bar: float = 0.0) -> dict:
-    """Is ``a`` more robust (to both attacks) than ``b`` by more than ``bar`` under ``threat``,
-    on the same images? The paired difference a − b (``gap``, McNemar's p), both models'
-    estimates and ``holds`` (``None`` if the gap's interval straddles ``bar``)."""
-    ra, rb = robust[(a, threat)]["both_correct"], robust[(b, threat)]["both_correct"]
-    gap = paired(ra, rb)
-    return {"a": proportion(ra), "b": proportion(rb), "gap": gap, "holds": decide(gap, bar)}
+def robust_gap(robust: Mapping[tuple, dict], a: str, b: str, threat: str, bar: float = 0.0, *,
+               key: str = "both_correct") -> dict:
+    """Is ``a`` more robust (to both attacks, ``key``) than ``b`` by more than ``bar`` under
+    ``threat``? The paired gap of :func:`~robgen_lib.book.analysis.common.robust_gap`."""
+    return common.robust_gap(robust, a, b, threat, bar, key=key)
 
 
 def generative_vs_standard(robust: Mapping[tuple, dict], threats: Sequence[str], *,
@@ -294,6 +288,35 @@ def ladder_ends(results: Mapping[tuple, dict], sizes: Sequence[tuple[int, int]])
     small, large = sizes[0], sizes[-1]
     return {"small": small, "large": large, "abs_small": with_ratios(results[(*small, "abs")]),
             "abs_large": with_ratios(results[(*large, "abs")]), "eabs_large": with_ratios(results[(*large, "eabs")])}
+
+
+def _paired_mean_gap(a, b) -> Estimate:
+    """mean(a) − mean(b) over the same images, with a paired bootstrap interval."""
+    return bootstrap((np.asarray(a), np.asarray(b)), lambda u, v, axis: u.mean(axis) - v.mean(axis))
+
+
+def ladder_shrinks(results: Mapping[tuple, dict], sizes: Sequence[tuple[int, int]]) -> dict:
+    """Do larger decoders explain other classes better and leave a smaller class margin? On
+    the same test images, the largest ABS decoder minus the smallest: the change of the
+    other/own distance ratio (``ratio``: ratio of means, paired bootstrap) and of the mean
+    margin (``margin``). ``holds``: both intervals below 0 (None if one straddles 0)."""
+    s, l = results[(*sizes[0], "abs")], results[(*sizes[-1], "abs")]
+    ratio = bootstrap(tuple(np.asarray(v) for v in (l["other_each"], l["own_each"], s["other_each"], s["own_each"])),
+                      lambda ol, wl, os_, ws, axis: ol.mean(axis) / wl.mean(axis) - os_.mean(axis) / ws.mean(axis))
+    margin = _paired_mean_gap(l["margin_each"], s["margin_each"])
+    return {"ratio": ratio, "margin": margin,
+            "holds": all_of(decide(ratio, 0.0, above=False), decide(margin, 0.0, above=False))}
+
+
+def margin_restored(results: Mapping[tuple, dict], size: tuple[int, int]) -> dict:
+    """Does the E-ABS-style term widen the class margin of the decoder ``size``? The paired
+    difference of mean margins, E-ABS-style minus ABS on the same images (``gap``), and the
+    accuracies as Wilson estimates; ``holds``: the gap's interval above 0."""
+    e, a = results[(*size, "eabs")], results[(*size, "abs")]
+    gap = _paired_mean_gap(e["margin_each"], a["margin_each"])
+    n = len(a["margin_each"])
+    return {"gap": gap, "abs_accuracy": proportion(round(a["accuracy"] * n), n),
+            "eabs_accuracy": proportion(round(e["accuracy"] * n), n), "holds": decide(gap, 0.0)}
 
 
 def unseen_reconstructions(models: Mapping[str, TrainedModel], split: Split, num_classes: int, *, n: int,

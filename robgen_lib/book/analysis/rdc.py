@@ -12,6 +12,7 @@ from torch import nn
 from ...core.energy import auroc
 from ...core.stats import Estimate, all_of, bootstrap, decide, paired, proportion, within
 from ..report import fmt_budget, pct, table
+from . import common
 from ..yardstick import prediction_cost
 
 __all__ = ["denoiser_summary", "sweep", "sweep_table", "percent_curves", "timestep_tradeoff",
@@ -143,16 +144,9 @@ def robust_accuracies(results: Mapping[tuple, dict]) -> dict[tuple, float]:
 
 
 def robust_gap(results: Mapping[tuple, dict], a, b, threat: str = "linf", bar: float = 0.0) -> dict:
-    """Is ``a`` more robust than ``b`` by more than ``bar`` under ``threat``, on the same
-    images? The paired difference a − b (``gap``, with McNemar's p) and ``holds``
-    (:func:`~robgen_lib.core.stats.decide` on the gap's interval: ``None`` if it straddles ``bar``).
-    Two models attacked on different numbers of images are compared on the first images they
-    share; each model's own rate is over all its images."""
-    ra, rb = results[(a, threat)]["robust"], results[(b, threat)]["robust"]
-    n = min(len(ra), len(rb))
-    gap = paired(ra[:n], rb[:n])
-    return {"a": proportion(results[(a, threat)]["robust"]), "b": proportion(results[(b, threat)]["robust"]),
-            "gap": gap, "holds": decide(gap, bar)}
+    """Is ``a`` more robust than ``b`` by more than ``bar`` under ``threat``? The paired gap of
+    :func:`~robgen_lib.book.analysis.common.robust_gap` on a robust table's ``robust`` flags."""
+    return common.robust_gap(results, a, b, threat, bar)
 
 
 def _models(results: Mapping[tuple, dict]) -> list:
