@@ -18,9 +18,13 @@ def _independent(ce, dlr, square):
             "robust_accuracy": float(T(square).float().mean())}
 
 
-def _row(own, independent, worst=0.0, clean=1.0):
+def _row(own, independent, worst=None, clean=1.0, n=400):
+    """A side-by-side row on ``n`` images: the first own·n robust to the book's PGD, the first
+    worst·n (default: the independent rate) robust to everything."""
+    worst = independent if worst is None else worst
+    flags = [torch.arange(n) < round(r * n) for r in (own, worst)]
     return {"clean": clean, "own": own, "apgd-ce": independent, "apgd-dlr": independent, "square": independent,
-            "independent": independent, "worst": worst}
+            "independent": independent, "worst": worst, "own_robust": flags[0], "worst_robust": flags[1], "n": n}
 
 
 def test_worst_case_counts_an_image_only_if_it_survives_both_evaluations():
@@ -32,25 +36,25 @@ def test_worst_case_counts_an_image_only_if_it_survives_both_evaluations():
     assert r["worst"] == 0.25   # image 0 only: image 2 falls to the book's PGD, 1 and 3 to the independent attacks
 
 
-def test_masking_flags_drops_above_the_gap_only():
-    res = {("a", "linf"): _row(0.8, 0.6), ("a", "l2"): _row(0.5, 0.5),
-           ("b", "linf"): _row(0.5, 0.4), ("b", "l2"): _row(0.9, 0.7)}
+def test_masking_flags_drops_whose_interval_clears_the_gap():
+    res = {("a", "linf"): _row(0.8, 0.5), ("a", "l2"): _row(0.5, 0.5),
+           ("b", "linf"): _row(0.5, 0.38), ("b", "l2"): _row(0.9, 0.9)}
     m = yardstick.masking(res, 0.15)
-    assert m["flagged"] == ["a", "b"] and m["flagged_text"] == "a, b"
-    assert (m["model"], m["threat"]) == ("a", "linf") and m["largest_drop"] == pytest.approx(0.2)  # first on a tie
-    none = yardstick.masking(res, 0.25)
-    assert none["flagged"] == [] and none["flagged_text"] == "none"
-    assert "**masking?**" in yardstick.attack_tables(res, {"linf": "ℓ∞ ε = 0.1"}, mask_gap=0.15).data
+    assert m["flagged"] == ["a"] and m["undecided"] == ["b"] and m["holds"] is False   # b: 12 points, ±
+    assert (m["model"], m["threat"]) == ("a", "linf") and m["largest_drop"].value == pytest.approx(0.3)
+    clear = yardstick.masking(res, 0.4)
+    assert clear["flagged"] == [] and clear["undecided"] == [] and clear["holds"] is True
+    assert "**masking**" in yardstick.attack_tables(res, {"linf": "ℓ∞ ε = 0.1"}, mask_gap=0.15).data
 
 
-def test_a_tie_with_the_baseline_is_not_a_win():
+def test_beating_the_baseline_is_decided_on_the_paired_gap():
     res = {("cnn", "linf"): _row(0, 0, worst=0.5), ("g1", "linf"): _row(0, 0, worst=0.5),
-           ("g2", "linf"): _row(0, 0, worst=0.6)}
+           ("g2", "linf"): _row(0, 0, worst=0.8)}
     vs = yardstick.versus_baseline(res, {"cnn": "discriminative", "g1": "generative", "g2": "generative"},
                                    {"linf": "ℓ∞"}, baseline="cnn")
-    assert vs["beats"] == {("g1", "linf"): False, ("g2", "linf"): True}
-    assert (vs["n_beat"], vs["n_pairs"], vs["all_beat"]) == (1, 2, False)
-    assert vs["text"] == "ℓ∞: g1 50.0 %, g2 60.0 % vs CNN 50.0 %"
+    assert vs["beats"] == {("g1", "linf"): False, ("g2", "linf"): True}   # a tie is no win
+    assert (vs["n_beat"], vs["n_pairs"], vs["all_beat"], vs["holds"]) == (1, 2, False, False)
+    assert vs["text"].startswith("ℓ∞: g1 50.0 % [")
 
 
 def test_most_robust_prefers_the_cheaper_model_on_a_tie():

@@ -11,7 +11,8 @@ from ..methods.evaluate import robust_accuracy
 from .chapter import Chapter
 from .yardstick import ATTACKS, independent_robust_accuracy, is_stochastic
 
-__all__ = ["diffusion_models", "threats", "robust_images", "robust_table", "book_models", "independent_table"]
+__all__ = ["diffusion_models", "threats", "robust_images", "robust_table", "book_models", "attack_strength",
+           "independent_table"]
 
 
 def diffusion_models(ch: Chapter) -> dict[str, TrainedModel]:
@@ -70,14 +71,29 @@ def book_models(ch: Chapter) -> dict[str, tuple[str, TrainedModel]]:
     }
 
 
+#: Recipes whose network passes are cheap enough for the independent attacks' full strength
+#: (``ind_*``); the others get the reduced ``ind_costly_*`` budgets.
+FULL_STRENGTH = frozenset({"classifier", "soft_smoothed"})
+
+
+def attack_strength(ch: Chapter, model: TrainedModel) -> dict:
+    """The independent attacks' budget for ``model``: APGD ``steps`` and ``restarts``, Square
+    ``queries`` — full strength (``ind_steps``, ``ind_restarts``, ``ind_queries``) for cheap
+    models, ``ind_costly_steps`` / one restart / ``ind_costly_queries`` for the others."""
+    c = ch.cfg
+    if model.spec.get("recipe") in FULL_STRENGTH:
+        return {"steps": c.ind_steps, "restarts": c.ind_restarts, "queries": c.ind_queries}
+    return {"steps": c.ind_costly_steps, "restarts": 1, "queries": c.ind_costly_queries}
+
+
 def independent_table(ch: Chapter, models: dict[str, TrainedModel] | None = None, *, attacks=None,
                       n: int | None = None, which: dict[str, dict] | None = None) -> dict:
-    """{(model, threat): independent_robust_accuracy result} on the first ``n`` (default
-    ``n_robust``) test images — APGD-CE, APGD-DLR, Square by default — cached."""
+    """{(model, threat): independent_robust_accuracy result} on the first :func:`robust_images`
+    test images (the same as :func:`robust_table`'s) — APGD-CE, APGD-DLR, Square by default,
+    at :func:`attack_strength` — cached."""
     c = ch.cfg
-    split = ch.data.test.head(c.n_robust if n is None else n)
     models = {k: m for k, (_, m) in book_models(ch).items()} if models is None else models
-    return {(name, tname): ch.run(independent_robust_accuracy, m, split,
-                                  attacks=tuple(ATTACKS if attacks is None else attacks), steps=c.ind_steps,
-                                  queries=c.ind_queries, eot=c.eot, seed=c.seed, **t)
+    return {(name, tname): ch.run(independent_robust_accuracy, m, ch.data.test.head(robust_images(ch, m, n)),
+                                  attacks=tuple(ATTACKS if attacks is None else attacks), eot=c.eot, seed=c.seed,
+                                  **attack_strength(ch, m), **t)
             for name, m in models.items() for tname, t in (threats(ch) if which is None else which).items()}

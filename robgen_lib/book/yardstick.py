@@ -60,27 +60,28 @@ def is_stochastic(model: nn.Module) -> bool:
 
 
 def make_attack(name: str, model: nn.Module, *, norm: str, eps: float, steps: int = 100, queries: int = 5000,
-                eot: int = 1, seed: int = 0):
-    """The torchattacks attack ``name`` on ``model``; APGD gets ``eot`` gradient samples only
-    if the model is stochastic."""
+                eot: int = 1, restarts: int = 1, seed: int = 0):
+    """The torchattacks attack ``name`` on ``model``: APGD with ``steps`` iterations and
+    ``restarts`` random restarts, ``eot`` gradient samples only if the model is stochastic;
+    Square with ``queries`` queries."""
     if name not in ATTACKS:
         raise ConfigError(f"unknown independent attack {name!r}; allowed: {', '.join(map(repr, ATTACKS))}")
     if norm not in _NORMS:
         raise ConfigError(f"unknown norm {norm!r}; allowed: 'linf', 'l2'")
-    if not eps > 0 or steps < 1 or queries < 1 or eot < 1:
-        raise ConfigError(f"independent attacks need eps > 0, steps >= 1, queries >= 1, eot >= 1; "
-                          f"got {eps}, {steps}, {queries}, {eot}")
+    if not eps > 0 or steps < 1 or queries < 1 or eot < 1 or restarts < 1:
+        raise ConfigError(f"independent attacks need eps > 0, steps >= 1, queries >= 1, eot >= 1, restarts >= 1; "
+                          f"got {eps}, {steps}, {queries}, {eot}, {restarts}")
     ta = _torchattacks()
     if name == "square":
         return ta.Square(model, norm=_NORMS[norm], eps=eps, n_queries=queries, n_restarts=1, seed=seed,
                          loss="margin", resc_schedule=True)
-    return ta.APGD(model, norm=_NORMS[norm], eps=eps, steps=steps, n_restarts=1, seed=seed,
+    return ta.APGD(model, norm=_NORMS[norm], eps=eps, steps=steps, n_restarts=restarts, seed=seed,
                    loss=name.split("-")[1], eot_iter=eot if is_stochastic(model) else 1)
 
 
 def independent_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attacks: Sequence[str] = ATTACKS,
                         norm: str, eps: float, steps: int = 100, queries: int = 5000, eot: int = 1,
-                        seed: int = 0) -> dict[str, torch.Tensor]:
+                        restarts: int = 1, seed: int = 0) -> dict[str, torch.Tensor]:
     """Per image (CPU bool tensors): ``clean``, then for each attack whether the image is
     still classified correctly after it and every attack before it."""
     device = model_device(model)
@@ -91,7 +92,8 @@ def independent_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, a
         for name in attacks:
             todo = ok.nonzero().squeeze(1)
             if len(todo):
-                atk = make_attack(name, model, norm=norm, eps=eps, steps=steps, queries=queries, eot=eot, seed=seed)
+                atk = make_attack(name, model, norm=norm, eps=eps, steps=steps, queries=queries, eot=eot,
+                                  restarts=restarts, seed=seed)
                 adv = atk(x[todo.to(device)].contiguous(), y[todo.to(device)])   # Square needs contiguous images
                 ok[todo] = predict_logits(model, adv, len(adv)).argmax(1) == y[todo.to(device)].cpu()
             out[name] = ok.clone()
@@ -99,14 +101,14 @@ def independent_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, a
 
 
 def independent_robust_accuracy(model: nn.Module, split: Split, *, attacks: Sequence[str] = ATTACKS, norm: str,
-                                eps: float, steps: int = 100, queries: int = 5000, eot: int = 1, seed: int = 0,
-                                batch_size: int = 64, progress: bool = True) -> dict:
+                                eps: float, steps: int = 100, queries: int = 5000, eot: int = 1, restarts: int = 1,
+                                seed: int = 0, batch_size: int = 64, progress: bool = True) -> dict:
     """:func:`independent_correct` over ``split``, sharded like the book's own robust accuracy;
     adds ``clean_accuracy`` and ``robust_accuracy`` (after all the attacks)."""
 
     def fn(xb, yb, gen):
         return independent_correct(model, xb, yb, attacks=attacks, norm=norm, eps=eps, steps=steps,
-                                   queries=queries, eot=eot, seed=seed)
+                                   queries=queries, eot=eot, restarts=restarts, seed=seed)
 
     out = sharded_map(fn, split.x, split.y, batch_size=batch_size, seed=seed,
                       desc=f"independent attacks ({norm}, ε={eps:.3g})", progress=progress)

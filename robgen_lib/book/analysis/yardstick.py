@@ -12,7 +12,9 @@ from typing import Mapping, Sequence
 import torch
 
 from ...core.energy import auroc
+from ...core.stats import Estimate, all_of, decide, paired
 from ..report import fmt_budget, pct, table
+from . import common
 from ..yardstick import ATTACKS, is_stochastic, prediction_cost
 
 __all__ = ["NORM_SYMBOLS", "threat_label", "threat_labels", "contestants_table", "side_by_side", "attack_tables",
@@ -36,12 +38,16 @@ def threat_labels(threats: Mapping[str, Mapping]) -> dict[str, str]:
     return {name: threat_label(t) for name, t in threats.items()}
 
 
-def contestants_table(book: Mapping[str, tuple], eot: int):
+def contestants_table(book: Mapping[str, tuple], eot: int, strength: Mapping[str, dict], images: Mapping[str, int]):
     """One row per model of ``book`` (name → (family, trained model)): its family, number of
-    parameters, whether its output is random (then APGD averages ``eot`` gradients), and
-    whether it was read from the cache."""
+    parameters, whether its output is random (then APGD averages ``eot`` gradients), the
+    independent attacks' budget (``strength``: APGD steps × restarts, Square queries), the
+    test images it is attacked on (``images``) and whether it was read from the cache."""
     return table({name: {"family": family, "parameters": f"{sum(p.numel() for p in m.model.parameters()):,}",
                          "output": f"stochastic: EOT over {eot}" if is_stochastic(m.model) else "deterministic",
+                         "APGD / Square": f"{strength[name]['steps']} it. × {strength[name]['restarts']} / "
+                                          f"{strength[name]['queries']:,} queries",
+                         "images": images[name],
                          "from the cache": "yes" if m.from_cache else "no (trained now)"}
                   for name, (family, m) in book.items()}, "model")
 
@@ -53,21 +59,30 @@ def side_by_side(own: Mapping[tuple, dict], independent: Mapping[tuple, dict]) -
     Fractions of the same test images: ``clean`` and ``own`` (the book's PGD); for each
     independent attack, those still correct after it and every attack before it
     (``apgd-ce``, ``apgd-dlr``, ``square``); ``independent`` (after all of them); ``worst``:
-    those that survive the book's PGD *and* every independent attack.
+    those that survive the book's PGD *and* every independent attack. Also the per-image
+    flags ``own_robust`` and ``worst_robust`` and their number ``n``.
     """
     out = {}
     for key, o in own.items():
         i = independent[key]
+        worst = o["robust"] & i[ATTACKS[-1]]
         out[key] = {"clean": o["clean_accuracy"], "own": o["robust_accuracy"],
                     **{a: float(i[a].float().mean()) for a in ATTACKS},
-                    "independent": i["robust_accuracy"],
-                    "worst": float((o["robust"] & i[ATTACKS[-1]]).float().mean())}
+                    "independent": i["robust_accuracy"], "worst": float(worst.float().mean()),
+                    "own_robust": o["robust"], "worst_robust": worst, "n": len(worst)}
     return out
 
 
-def _drop(row: Mapping[str, float]) -> float:
-    """How much lower the independent attacks put the robust accuracy than the book's PGD."""
-    return row["own"] - row["independent"]
+def _drop(row: Mapping) -> Estimate:
+    """How much lower the worst case puts the robust accuracy than the book's PGD alone: the
+    paired difference own − worst on the same images (Newcombe's interval)."""
+    return paired(row["own_robust"], row["worst_robust"])
+
+
+def _flag(row: Mapping, mask_gap: float) -> bool | None:
+    """True: the independent attacks lower robust accuracy by more than ``mask_gap`` (the
+    drop's interval above it); False: they do not (the interval at or below it); None: undecided."""
+    return decide(_drop(row), mask_gap)
 
 
 def attack_tables(results: Mapping[tuple, dict], labels: Mapping[str, str], *, mask_gap: float):
@@ -80,7 +95,7 @@ def attack_tables(results: Mapping[tuple, dict], labels: Mapping[str, str], *, m
     for threat, label in labels.items():
         rows = {name: {"clean": pct(r["clean"]), "book's PGD": pct(r["own"]),
                        **{head: pct(r[k]) for k, head in _SHOWN.items()},
-                       "flag": "**masking?**" if _drop(r) > mask_gap else ""}
+                       "flag": {True: "**masking**", None: "masking?"}.get(_flag(r, mask_gap), "")}
                 for (name, t), r in results.items() if t == threat}
         parts.append(f"**{label}**\n\n{table(rows, 'model').data}")
     return Markdown("\n\n".join(parts))
@@ -95,13 +110,20 @@ def own_vs_independent(results: Mapping[tuple, dict], labels: Mapping[str, str])
 
 
 def masking(results: Mapping[tuple, dict], mask_gap: float) -> dict:
-    """Which models the independent attacks expose: ``flagged`` (sorted names) are those
-    whose robust accuracy drops by more than ``mask_gap`` (own − independent) under some
-    threat, ``flagged_text`` lists them (or says none); ``largest_drop`` is the largest drop
-    over every (``model``, ``threat``), the first one on a tie."""
-    flagged = sorted({name for (name, _), r in results.items() if _drop(r) > mask_gap})
-    model, threat = max(results, key=lambda k: _drop(results[k]))
-    return {"flagged": flagged, "flagged_text": ", ".join(flagged) if flagged else "none",
+    """Which models the independent attacks expose. Per (model, threat) the paired drop own −
+    worst: ``flagged`` (sorted names) are the models whose drop's interval lies above
+    ``mask_gap`` under some threat, ``undecided`` those whose interval straddles it (and are
+    not flagged); ``holds`` (no model's robustness is an artefact): True when no drop reaches
+    the gap for certain, False when one does, None when some are undecided. ``largest`` is
+    the (model, threat) of the largest drop and ``largest_drop`` its estimate."""
+    flags = {key: _flag(r, mask_gap) for key, r in results.items()}
+    flagged = sorted({name for (name, _), f in flags.items() if f is True})
+    undecided = sorted({name for (name, _), f in flags.items() if f is None} - set(flagged))
+    model, threat = max(results, key=lambda k: _drop(results[k]).value)
+    holds = False if flagged else (None if undecided else True)
+    return {"flagged": flagged, "undecided": undecided, "holds": holds,
+            "flagged_text": ", ".join(flagged) if flagged else "none",
+            "undecided_text": ", ".join(undecided) if undecided else "none",
             "largest_drop": _drop(results[(model, threat)]), "model": model, "threat": threat}
 
 
@@ -179,16 +201,20 @@ def frontier_points(results: Mapping[tuple, dict], costs: Mapping[str, dict], fa
 
 def versus_baseline(results: Mapping[tuple, dict], family: Mapping[str, str], labels: Mapping[str, str], *,
                     baseline: str = "standard CNN", group: str = "generative") -> dict:
-    """Whether each model of ``group`` is more robust than ``baseline`` in the worst case
-    (strictly: a tie does not count) under each threat of ``labels``: ``beats`` per
-    (model, threat), ``n_beat`` of ``n_pairs``, ``all_beat``, and ``text`` (the worst-case
-    accuracies, per threat)."""
+    """Whether each model of ``group`` is more robust than ``baseline`` in the worst case under
+    each threat of ``labels``: the paired gap on the images both saw
+    (:func:`~robgen_lib.book.analysis.common.robust_gap` on ``worst_robust``), ``beats`` per
+    (model, threat) its decision (None: undecided), ``n_beat`` of ``n_pairs`` decided for,
+    ``holds`` (every one True; False if one is False; else None) and ``text``."""
     members = [n for n in family if family[n] == group]
-    beats = {(g, t): results[(g, t)]["worst"] > results[(baseline, t)]["worst"] for g in members for t in labels}
-    text = "; ".join(f"{label}: " + ", ".join(f"{g} {100 * results[(g, t)]['worst']:.1f} %" for g in members) +
-                     f" vs CNN {100 * results[(baseline, t)]['worst']:.1f} %" for t, label in labels.items())
-    return {"beats": beats, "n_beat": sum(beats.values()), "n_pairs": len(beats), "all_beat": all(beats.values()),
-            "text": text}
+    gaps = {(g, t): common.robust_gap(results, g, baseline, t, key="worst_robust") for g in members for t in labels}
+    beats = {k: g["holds"] for k, g in gaps.items()}
+    text = "; ".join(f"{label}: " + ", ".join(f"{g} {gaps[(g, t)]['a']}" for g in members) +
+                     f" vs CNN {gaps[(members[0], t)]['b']}" for t, label in labels.items())
+    smallest = min(gaps, key=lambda k: gaps[k]["gap"].value)
+    text += f"; smallest gap {gaps[smallest]['gap']} ({smallest[0]}, {labels[smallest[1]]})"
+    return {"beats": beats, "n_beat": sum(1 for v in beats.values() if v is True), "n_pairs": len(beats),
+            "holds": all_of(*beats.values()), "all_beat": all(v is True for v in beats.values()), "text": text}
 
 
 def most_robust(results: Mapping[tuple, dict], costs: Mapping[str, dict], labels: Mapping[str, str]) -> dict:
