@@ -230,3 +230,9 @@ def test_the_pixel_unit_hint_only_follows_budgets():
     with pytest.raises(ConfigError) as err:
         resolve(lam=5e3)
     assert "pixel" not in str(err.value)
+
+
+def test_rank_points_must_be_odd():
+    with pytest.raises(ConfigError, match="rank_points must be odd"):
+        resolve(rank_points=10)
+    assert resolve(rank_points=11).rank_points == 11

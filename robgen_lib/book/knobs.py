@@ -128,6 +128,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("n_show", integer(1, 64), 6, 'jeat abs', 'samples shown per figure row', paper=8),
     Knob("landscape_radius", number(0.0, 1e3, lo_open=True), 2.0, 'jeat', 'half-width of the energy-landscape plane'),
     Knob("landscape_points", integer(3, 401), 25, 'jeat', 'grid points per side of the energy landscape', paper=41),
+    Knob("rank_points", integer(3, 401), 9, 'jeat',
+         "grid points per side (odd) of the landscapes that rank every evaluation image in its own"),
     Knob("n_landscape", integer(1, 64), 3, 'jeat', 'images whose landscapes are computed', paper=4,
          at_most="test"),
     Knob("fidelity", boolean, False, 'jeat',
@@ -311,6 +313,8 @@ def resolve(profile: str = "quick", *, chapter: str | None = None, **overrides: 
         if overrides.get("hist_steps") is not None:
             raise ConfigError(f"hist_steps={out['hist_steps']} must be <= steps={out['steps']}")
         out["hist_steps"] = out["steps"]  # the profile's default follows a shorter attack
+    if out["rank_points"] % 2 == 0:
+        raise ConfigError(f"rank_points must be odd (the image sits at the grid's centre), got {out['rank_points']}")
     if out["lm_eta"] is None:
         out["lm_eta"] = out["rob_eps"]  # LM's budget follows the attack's ε unless given
     if len(out["ood_latent_grid"]) != len(out["ood_width_grid"]):
