@@ -11,7 +11,7 @@ from ..methods.evaluate import robust_accuracy
 from .chapter import Chapter
 from .yardstick import ATTACKS, independent_robust_accuracy, is_stochastic
 
-__all__ = ["diffusion_models", "threats", "robust_images", "robust_table", "book_models", "attack_strength",
+__all__ = ["diffusion_models", "threats", "robust_images", "robust_table", "eot_for", "book_models", "attack_strength",
            "independent_table"]
 
 
@@ -25,6 +25,11 @@ def threats(ch: Chapter) -> dict[str, dict]:
     """The two threat models of chapter 4: ℓ∞ (``rob_eps``) and ℓ2 (``l2_eps``)."""
     c = ch.cfg
     return {"linf": {"norm": "linf", "eps": c.rob_eps}, "l2": {"norm": "l2", "eps": c.l2_eps}}
+
+
+def eot_for(ch: Chapter, model: TrainedModel) -> int:
+    """Gradient passes per attack step: ``eot`` for a stochastic model, one for a deterministic one."""
+    return ch.cfg.eot if is_stochastic(model.model) else 1
 
 
 #: Recipes cheap enough to attack on every test image (the others use ``n_robust``).
@@ -51,7 +56,7 @@ def robust_table(ch: Chapter, models: dict[str, TrainedModel] | None = None, *, 
     return {(name, tname): ch.run(robust_accuracy, m, ch.data.test.head(robust_images(ch, m, n)),
                                   steps=c.attack_steps if steps is None else steps,
                                   restarts=c.restarts if restarts is None else restarts, losses=tuple(losses),
-                                  seed=c.seed, eot=c.eot if is_stochastic(m.model) else 1, **t)
+                                  seed=c.seed, eot=eot_for(ch, m), **t)
             for name, m in models.items() for tname, t in (threats(ch) if which is None else which).items()}
 
 

@@ -43,12 +43,13 @@ def identity_gap(model: nn.Module, split: Split) -> dict:
 
 
 def clean_and_attacked(model: nn.Module, split: Split, *, steps: int, eps: float, step_size: float,
-                       norm: str = "linf", loss=ce_loss, seed: int = 0, batch_size: int = 512,
+                       norm: str = "linf", loss=ce_loss, seed: int = 0, eot: int = 1, batch_size: int = 512,
                        progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits of ``split`` clean and after ``steps`` PGD steps (one run), on the CPU."""
+    """Logits of ``split`` clean and after ``steps`` PGD steps (one run; ``eot`` gradient
+    passes per step for a stochastic model), on the CPU."""
     clean = predict_logits(model, split.x)
     adv = attack_path(model, split.x, split.y, [steps], eps=eps, step_size=step_size, norm=norm, loss=loss,
-                      seed=seed, batch_size=batch_size, progress=progress)[steps]
+                      seed=seed, batch_size=batch_size, progress=progress, eot=eot)[steps]
     return clean, adv
 
 
@@ -126,10 +127,11 @@ def ks_statistic(a, b) -> float:
 
 
 def attack_energies(model: nn.Module, split: Split, *, steps: int, eps: float, step_size: float, loss=ce_loss,
-                    seed: int = 0, batch_size: int = 512, progress: bool = True) -> dict:
-    """Clean and attacked marginal energies and the attack's accuracy on ``split`` (one PGD run)."""
+                    seed: int = 0, eot: int = 1, batch_size: int = 512, progress: bool = True) -> dict:
+    """Clean and attacked marginal energies and the attack's accuracy on ``split`` (one PGD
+    run, ``eot`` gradient passes per step)."""
     clean, adv = clean_and_attacked(model, split, steps=steps, eps=eps, step_size=step_size, loss=loss, seed=seed,
-                                    batch_size=batch_size, progress=progress)
+                                    eot=eot, batch_size=batch_size, progress=progress)
     return {"clean_energy": marginal_energy(clean), "adv_energy": marginal_energy(adv),
             "accuracy": accuracy_of(adv, split.y), "clean_accuracy": accuracy_of(clean, split.y)}
 
