@@ -208,7 +208,7 @@ def seed_fid_note(quality: Mapping[str, dict], generators: Sequence[str], seeds:
         return None
     values = ", ".join(f"{s} {start[s]['fid_style']:.3g}" for s in start)
     return (f"Under every scorer, every generator's samples are farther (FID-style) from the real images than the "
-            f"{seeds.lower()} they started from ({values}): on this data the class Gaussians already match the "
+            f"{seeds} they started from ({values}): on this data the class Gaussians already match the "
             f"features' statistics, and generating moves away from them.")
 
 
