@@ -166,3 +166,14 @@ def test_ladder_shrinks_and_margin_restored_decide_on_paired_intervals():
                                        [(2, 16), (32, 256)])["holds"] is False
     r = abs_analysis.margin_restored(results, (32, 256))
     assert r["holds"] is True and r["gap"].value == pytest.approx(0.3) and r["abs_accuracy"].n == 200
+
+
+def test_latent_excess_flags_an_attack_that_breaks_more_than_pgd():
+    pgd_ok = torch.ones(100, dtype=torch.bool)
+    robust = {("ABS", "ℓ2"): {"pgd_correct": pgd_ok}}
+    same = abs_analysis.latent_excess(robust, {("ABS", "ℓ2"): {"robust": pgd_ok}})
+    assert same["holds"] is True and same["excess"].value == 0
+    broken = pgd_ok.clone()
+    broken[:30] = False
+    worse = abs_analysis.latent_excess(robust, {("ABS", "ℓ2"): {"robust": broken}})
+    assert worse["holds"] is False and worse["worst"] == ("ABS", "ℓ2")

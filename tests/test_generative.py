@@ -72,3 +72,18 @@ def test_knn_judge_labels_training_images_by_their_own_label(digits):
 
     tr = digits.train
     assert torch.equal(knn_labels(tr.x[:50], tr.x, tr.y, k=1), tr.y[:50])
+
+
+def test_latent_descent_stays_in_the_ball_and_breaks_abs_with_a_large_budget(vaes, digits):
+    from robgen_lib.core.attacks import predict_logits
+    from robgen_lib.core.errors import ConfigError
+    from robgen_lib.methods.generative import latent_descent_attack
+    model = ABS(list(vaes.model), n_samples=16, steps=2)
+    x, y = digits.test.x[:16], digits.test.y[:16]
+    small = latent_descent_attack(model, x, y, norm="l2", eps=0.5, steps=3)
+    assert ((small - x).flatten(1).norm(dim=1) <= 0.5 + 1e-4).all() and small.min() >= 0 and small.max() <= 1
+    big = latent_descent_attack(model, x, y, norm="linf", eps=1.0, steps=8, step=0.5)
+    fooled = (predict_logits(model, big).argmax(1) != y).float().mean()
+    assert fooled > 0.9                                      # with the whole image space it reaches the other class
+    with pytest.raises(ConfigError):
+        latent_descent_attack(model, x, y, norm="l3", eps=0.5)

@@ -16,6 +16,7 @@ from ..core.data import Split
 from ..core.energy import EnergyDetector, ce_decomposition, marginal_energy, roc_curve
 from ..core.models import model_device
 from ..core.parallel import sharded_map
+from .generative import latent_descent_attack
 
 __all__ = [
     "accuracy_of", "identity_gap", "clean_and_attacked", "energy_path", "eps_sweep", "histogram_overlap",
@@ -219,6 +220,22 @@ def robust_accuracy(model: nn.Module, split: Split, *, norm: str, eps: float, st
                       desc=f"robust accuracy ({norm}, ε={eps:.3g})", progress=progress)
     return {**out, "clean_accuracy": float(out["clean"].float().mean()),
             "robust_accuracy": float(out["robust"].float().mean())}
+
+
+def latent_descent_robustness(model: nn.Module, split: Split, *, norm: str, eps: float, steps: int = 10,
+                              step: float = 0.25, seed: int = 0, batch_size: int = 64, progress: bool = True) -> dict:
+    """Per image: ``clean`` correctness and ``robust`` (still correct after
+    :func:`~robgen_lib.methods.generative.latent_descent_attack`), over ``split``, sharded."""
+    device = model_device(model)
+
+    def fn(xb, yb, gen):
+        xb, yb = xb.to(device), yb.to(device)
+        clean = predict_logits(model, xb, len(xb)).argmax(1) == yb.cpu()
+        adv = latent_descent_attack(model, xb, yb, norm=norm, eps=eps, steps=steps, step=step)
+        return {"clean": clean, "robust": clean & (predict_logits(model, adv, len(adv)).argmax(1) == yb.cpu())}
+
+    return sharded_map(fn, split.x, split.y, batch_size=batch_size, seed=seed,
+                       desc=f"latent descent ({norm}, ε={eps:.3g})", progress=progress)
 
 
 def decision_distances(model: nn.Module, split: Split, pool: torch.Tensor, *, norm: str, candidates: int = 10,

@@ -28,7 +28,7 @@ from ..core.models import eval_mode, last_linear
 from ..core.parallel import batch_generator
 
 __all__ = ["ClassVAE", "ABS", "pixels", "FeatureSimilarity", "ClassELBO", "ClassVAEsRecipe", "ABSRecipe",
-           "reconstruction_study"]
+           "latent_descent_attack", "reconstruction_study"]
 
 
 class ClassVAE(nn.Module):
@@ -174,6 +174,46 @@ class ABS(nn.Module):
             dist.append((self.embed(r) - ex).pow(2).sum(1))
             score.append(s)
         return {"recon": torch.stack(recon, 1), "distance": torch.stack(dist, 1), "score": torch.stack(score, 1)}
+
+
+def _project_ball(x_adv: torch.Tensor, x: torch.Tensor, norm: str, eps: float) -> torch.Tensor:
+    """x_adv moved onto the ``norm`` ball of radius ``eps`` around x, then clamped to [0, 1]."""
+    d = x_adv - x
+    if norm == "linf":
+        d = d.clamp(-eps, eps)
+    else:
+        n = d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
+        d = d * (eps / n).clamp(max=1.0)
+    return (x + d).clamp(0.0, 1.0)
+
+
+def latent_descent_attack(model: ABS, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: float, steps: int = 10,
+                          step: float = 0.25) -> torch.Tensor:
+    """An attack that uses what ABS computes (after Schott et al.'s latent descent attack):
+    each step finds, for the current x′, the other class c* = argmin_{c ≠ y} s_c(x′) that
+    explains it best, moves x′ a fraction ``step`` of the way to that class's reconstruction
+    dec_c*(z*), and projects onto the ``norm`` ball of radius ``eps`` around x and [0, 1]:
+
+        x′ ← Π_ε( x′ + step · (dec_c*(z*_c*(x′)) − x′) )
+
+    Images already misclassified stop moving. No gradient of the latent search is needed, so
+    a search that hides its gradient cannot hide from it. Returns x′ (on x's device)."""
+    if norm not in ("linf", "l2") or not eps > 0 or steps < 0 or not 0 < step <= 1:
+        raise ConfigError(f"latent descent needs norm 'linf' or 'l2', eps > 0, steps >= 0, 0 < step <= 1; "
+                          f"got {norm!r}, {eps}, {steps}, {step}")
+    x_adv = x.clone()
+    with eval_mode(model):
+        for _ in range(steps):
+            out = model.explain(x_adv)
+            score = out["score"].scatter(1, y.view(-1, 1), float("inf"))
+            target = score.argmin(1)
+            fooled = out["score"].argmin(1) != y
+            if fooled.all():
+                break
+            recon = out["recon"][torch.arange(len(x), device=x.device), target]
+            moved = _project_ball(x_adv + step * (recon - x_adv), x, norm, eps)
+            x_adv = torch.where(fooled.view(-1, *([1] * (x.dim() - 1))), x_adv, moved).detach()
+    return x_adv
 
 
 def reconstruction_study(model: ABS, x: torch.Tensor, y: torch.Tensor, *, n_noise: int = 64, seed: int = 0,

@@ -22,7 +22,7 @@ from ..report import fmt_budget, markdown_table, pct, table
 from ..yardstick import prediction_cost
 from . import common
 
-__all__ = ["ladder_shrinks", "margin_restored", "class_vaes_summary", "training_curves", "first_of_each_class", "reconstruction_grid", "ms_per_image",
+__all__ = ["latent_excess", "ladder_shrinks", "margin_restored", "class_vaes_summary", "training_curves", "first_of_each_class", "reconstruction_grid", "ms_per_image",
            "budget_curves", "budget_table", "budget_gain", "grid_threats", "robustness_panels", "strongest_attack",
            "strongest_table", "robust_bars", "robust_to_both", "generative_vs_standard", "decision_excess",
            "morphing", "adversarial_mosaic", "morph_table", "ladder_table", "ladder_panels", "ladder_ends",
@@ -139,29 +139,41 @@ def robustness_panels(curves: Mapping[tuple, dict], grids: Mapping[str, tuple[st
             "xlabel": {titles[t]: f"{t} budget ε" for t in grids}}
 
 
-def strongest_attack(pgd: Mapping[tuple, dict], decision: Mapping[tuple, dict],
-                     threats: Mapping[str, dict]) -> dict[tuple, dict]:
+def strongest_attack(pgd: Mapping[tuple, dict], decision: Mapping[tuple, dict], threats: Mapping[str, dict],
+                     adaptive: Mapping[tuple, dict] | None = None) -> dict[tuple, dict]:
     """Per (model, threat), the fractions of images that are ``clean``-correct, robust to
     ``pgd`` (CE and DLR, restarts), robust to the ``decision``-based attack (correct and no
-    adversarial within ε), robust to ``both`` (survives each); and the ``median`` distance of
-    the decision-based adversarials over the correctly classified images (NaN if none); and
-    the per-image flags ``pgd_correct``, ``decision_correct``, ``both_correct``."""
+    adversarial within ε), robust to the ``adaptive`` latent-descent attack where one was run
+    (``latent``; NaN otherwise), robust to ``both`` (survives each attack run on it); the
+    ``median`` distance of the decision-based adversarials over the correctly classified
+    images (NaN if none); and the per-image flags ``pgd_correct``, ``decision_correct``,
+    ``both_correct``."""
     out = {}
     for (n, t), d in decision.items():
         pgd_ok, dec_ok = pgd[(n, t)]["robust"], robust_at(d, threats[t]["eps"])
+        both = pgd_ok & dec_ok
+        lat = (adaptive or {}).get((n, t))
+        if lat is not None:
+            both = both & lat["robust"]
         out[(n, t)] = {"clean": float(d["clean"].float().mean()), "pgd": float(pgd_ok.float().mean()),
-                       "decision": float(dec_ok.float().mean()), "both": float((pgd_ok & dec_ok).float().mean()),
+                       "decision": float(dec_ok.float().mean()),
+                       "latent": float(lat["robust"].float().mean()) if lat is not None else float("nan"),
+                       "both": float(both.float().mean()),
                        "median": float(d["dist"][d["clean"]].median()) if d["clean"].any() else float("nan"),
-                       "pgd_correct": pgd_ok, "decision_correct": dec_ok, "both_correct": pgd_ok & dec_ok}
+                       "pgd_correct": pgd_ok, "decision_correct": dec_ok, "both_correct": both}
     return out
 
 
 def strongest_table(robust: Mapping[tuple, dict], threats: Mapping[str, dict], names: Sequence[str]):
     """Clean accuracy, then per threat the robust accuracy under PGD, the decision-based attack and both."""
     first = next(iter(threats))
+    def cell(v):
+        return "–" if v != v else pct(v)   # NaN: the attack was not run on this model
+
     return table({n: {"clean": pct(robust[(n, first)]["clean"]),
-                      **{f"{t} ε = {fmt_budget(th['eps'])}: {label}": pct(robust[(n, t)][a]) for t, th in threats.items()
-                         for a, label in (("pgd", "PGD"), ("decision", "decision-based"), ("both", "both"))}}
+                      **{f"{t} ε = {fmt_budget(th['eps'])}: {label}": cell(robust[(n, t)][a]) for t, th in threats.items()
+                         for a, label in (("pgd", "PGD"), ("decision", "decision-based"), ("latent", "latent descent"),
+                                          ("both", "all"))}}
                   for n in names}, "model")
 
 
@@ -214,6 +226,17 @@ def decision_excess(robust: Mapping[tuple, dict], threats: Sequence[str], *,
     return {"worst": worst, "excess": excess[worst], "control_gap": weakness,
             "holds": all_of(*(decide(e, bar, above=False) for e in excess.values())),
             "informative": all(decide(w, power, above=False) is True for w in weakness.values())}
+
+
+def latent_excess(robust: Mapping[tuple, dict], adaptive: Mapping[tuple, dict], *, bar: float = 0.05) -> dict:
+    """How much more the latent-descent attack breaks than PGD through the latent search, per
+    (model, threat) of ``adaptive``: the paired excess PGD robust − latent-descent robust on
+    the same images. ``holds``: every excess's interval below ``bar`` (None if one straddles
+    it); ``worst`` and ``excess``: the largest."""
+    excess = {k: paired(robust[k]["pgd_correct"], a["robust"]) for k, a in adaptive.items()}
+    worst = max(excess, key=lambda k: excess[k].value)
+    return {"worst": worst, "excess": excess[worst],
+            "holds": all_of(*(decide(e, bar, above=False) for e in excess.values()))}
 
 
 # -- adversarials that morph -------------------------------------------------------------
