@@ -142,7 +142,7 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          'a state-dict file for the denoiser instead of training one'),
     Knob("timesteps", integer(1, 1000), 16, 'rdc yardstick',
          'timesteps T′ the diffusion classifier averages over', paper=50),
-    Knob("timestep_grid", list_of(integer(1, 1000)), (4, 8, 16, 32), 'rdc',
+    Knob("timestep_grid", list_of(integer(1, 1000)), (4, 16, 64), 'rdc',
          'T′ values of the timestep sweep', paper=(5, 10, 25, 50, 100)),
     Knob("clf_scale", number(0.0, 1e6, lo_open=True), 1.0, 'rdc yardstick',
          "scale of the diffusion classifier's logits"),
