@@ -49,3 +49,13 @@ def test_the_three_claims_decide_on_intervals():
     out = he_pgd.evades_detector(r["pgd"], r["he"], caught, missed)
     assert out["holds"] is True and out["informative"]
     assert not he_pgd.evades_detector(r["pgd"], r["he"], SimpleNamespace(tpr=0.5, auroc=0.65), missed)["informative"]
+
+
+def test_catches_again_and_evades_better_decide_on_intervals():
+    from types import SimpleNamespace as R
+    blind, sharp = R(tpr=0.05, auroc=0.1), R(tpr=0.9, auroc=0.95)
+    assert he_pgd.catches_again(blind, sharp, 359)["holds"] is True
+    assert he_pgd.catches_again(blind, R(tpr=0.9, auroc=0.7), 359)["holds"] is False   # not a working detector
+    assert he_pgd.catches_again(R(tpr=0.5, auroc=0.9), R(tpr=0.52, auroc=0.9), 100)["holds"] is None
+    assert he_pgd.evades_better(0.1, 0.9, 0.99, 359)["holds"] is True
+    assert he_pgd.evades_better(0.1, 0.9, 0.5, 359)["holds"] is False                   # does not fool

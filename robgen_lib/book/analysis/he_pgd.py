@@ -12,7 +12,7 @@ from ...core.stats import all_of, bootstrap, decide, difference, proportion
 from ...methods.evaluate import histogram_overlap, ks_statistic
 from ..report import table
 
-__all__ = ["SIDES", "energy_shape", "shape_table", "fit_detectors", "detection", "detection_table", "roc_of",
+__all__ = ["catches_again", "evades_better", "SIDES", "energy_shape", "shape_table", "fit_detectors", "detection", "detection_table", "roc_of",
            "lambda_sweep", "lambda_table", "closest_to_data", "highest_tpr", "fools_as_well", "closer_to_data",
            "evades_detector"]
 
@@ -88,6 +88,26 @@ def highest_tpr(reports: Mapping[tuple, object], name: str, attack: str) -> floa
 
 
 # -- the claims, decided on intervals ----------------------------------------------------
+
+def catches_again(one_sided, two_sided, n: int, works_at: float = 0.8) -> dict:
+    """Does the two-sided detector catch an attack the one-sided one misses? Its TPR minus
+    the one-sided TPR on the same ``n`` attacked images (Newcombe's interval, ``gain``) must
+    lie above 0, and its AUROC must reach ``works_at``. ``holds``: both (None when the gain's
+    interval straddles 0)."""
+    t1, t2 = (proportion(round(r.tpr * n), n) for r in (one_sided, two_sided))
+    gain = difference(t2, t1)
+    return {"one": t1, "two": t2, "gain": gain, "holds": all_of(decide(gain, 0.0), two_sided.auroc >= works_at)}
+
+
+def evades_better(tpr_match: float, tpr_he: float, fooled: float, n: int, fools_at: float = 0.9) -> dict:
+    """Does energy matching evade the detectors better than HE-PGD while fooling the model?
+    The highest TPR against each (Wilson), their difference HE − matching (Newcombe's
+    interval, ``margin``) above 0, and the fooling rate's interval above ``fools_at``."""
+    tm, th, f = (proportion(round(v * n), n) for v in (tpr_match, tpr_he, fooled))
+    margin = difference(th, tm)
+    return {"matching": tm, "he": th, "fooled": f, "margin": margin,
+            "holds": all_of(decide(margin, 0.0), decide(f, fools_at))}
+
 
 def fools_as_well(acc_pgd: float, acc_he: float, n: int, tolerance: float = 0.02) -> dict:
     """Does HE-PGD leave at most ``tolerance`` more accuracy than PGD (both on ``n`` images)?
