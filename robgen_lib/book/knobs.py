@@ -226,7 +226,7 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          'ℓ∞ budgets of the robustness curves', paper=(2 / 255, 4 / 255, 8 / 255, 16 / 255)),
     Knob("ind_l2_grid", list_of(number(0.0, 1e3, lo_open=True)), (0.25, 0.5, 1.0), 'yardstick',
          'ℓ2 budgets of the robustness curves'),
-    Knob("n_curve", integer(1, 1_000_000), 32, 'yardstick', 'test images of the robustness curves', paper=256,
+    Knob("n_curve", integer(1, 1_000_000), 16, 'yardstick', 'test images of the robustness curves', paper=256,
          at_most="test"),
     Knob("mask_gap", number(0.0, 1.0), 0.1, 'yardstick',
          "points by which the independent attacks may beat the book's PGD before a model is flagged"),
