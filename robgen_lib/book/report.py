@@ -8,8 +8,10 @@ of the deciding quantity straddles the chapter's bar, ``not informative`` when t
 measurement cannot test the claim at all.
 
 A verdict whose word has been seen to change between machines (another CPU rounds
-differently, trains a slightly different model, and the decision falls the other way) is
-printed as *unsettled*: the evidence of one run does not decide it, and the book's
+differently, trains a slightly different model, and the decision falls the other way), or
+that rests on a classifier whose fresh noise depends on how many calls came before it in
+the run (so a run that reads some results from the cache sees other draws), is printed as
+*unsettled*: the evidence of one run does not decide it, and the book's
 notebook check (``tests/nbval_sanitize.cfg``) does not compare its word.
 """
 from __future__ import annotations
@@ -37,7 +39,8 @@ class Verdict:
 
 
 #: How an unsettled verdict is marked (the notebook check keys on the word "unsettled").
-UNSETTLED = "unsettled: this word changed between CPUs in the book's cross-machine runs; read it as inconclusive"
+UNSETTLED = ("unsettled: this word can change between runs (another CPU, or another history of the fresh noise "
+             "draws); read it as inconclusive")
 
 
 #: The word of a claim whose deciding interval straddles the chapter's bar.
