@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.attacks import RULES
 from ..core.data import Dataset
 from ..core.errors import ConfigError
 from ..core.fit import AssembledRecipe, Optimiser, TrainingRecipe
@@ -176,17 +177,6 @@ class ABS(nn.Module):
         return {"recon": torch.stack(recon, 1), "distance": torch.stack(dist, 1), "score": torch.stack(score, 1)}
 
 
-def _project_ball(x_adv: torch.Tensor, x: torch.Tensor, norm: str, eps: float) -> torch.Tensor:
-    """x_adv moved onto the ``norm`` ball of radius ``eps`` around x, then clamped to [0, 1]."""
-    d = x_adv - x
-    if norm == "linf":
-        d = d.clamp(-eps, eps)
-    else:
-        n = d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
-        d = d * (eps / n).clamp(max=1.0)
-    return (x + d).clamp(0.0, 1.0)
-
-
 def latent_descent_attack(model: ABS, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: float, steps: int = 10,
                           step: float = 0.25) -> torch.Tensor:
     """An attack that uses what ABS computes (after Schott et al.'s latent descent attack):
@@ -201,7 +191,7 @@ def latent_descent_attack(model: ABS, x: torch.Tensor, y: torch.Tensor, *, norm:
     if norm not in ("linf", "l2") or not eps > 0 or steps < 0 or not 0 < step <= 1:
         raise ConfigError(f"latent descent needs norm 'linf' or 'l2', eps > 0, steps >= 0, 0 < step <= 1; "
                           f"got {norm!r}, {eps}, {steps}, {step}")
-    x_adv = x.clone()
+    rule, x_adv = RULES[norm](eps), x.clone()
     with eval_mode(model):
         for _ in range(steps):
             out = model.explain(x_adv)
@@ -211,7 +201,7 @@ def latent_descent_attack(model: ABS, x: torch.Tensor, y: torch.Tensor, *, norm:
             if fooled.all():
                 break
             recon = out["recon"][torch.arange(len(x), device=x.device), target]
-            moved = _project_ball(x_adv + step * (recon - x_adv), x, norm, eps)
+            moved = rule.project(x_adv + step * (recon - x_adv), x)
             x_adv = torch.where(fooled.view(-1, *([1] * (x.dim() - 1))), x_adv, moved).detach()
     return x_adv
 
