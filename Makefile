@@ -20,12 +20,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1
 	touch $@
 
+# Both first execute the chapters JOBS at a time (one thread each on 2 cores), which fills the
+# artifact cache; the book build and nbval then execute them again, reading every result back.
+JOBS ?= 2
+
 book: $(STAMP)
+	$(PY) -m robgen_lib.book.execute --jobs $(JOBS)
 	$(VENV)/bin/jupyter-book build . -W --keep-going
 	@echo "The book is in _build/html/index.html"
 
 test: $(STAMP)
-	$(PY) -m pytest --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg chapters tests
+	$(PY) -m robgen_lib.book.execute --jobs $(JOBS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg chapters tests
 
 # Development only: chapter times, and the speed of the book's PGD against torchattacks'.
 bench: $(STAMP)

@@ -107,3 +107,34 @@ def test_first_of_each_class_and_accuracies():
 def test_real_scores_say_why_they_are_missing():
     scores_, why = jeat.real_scores({}, torch.zeros(2, 1, 8, 8), ["JEAT"], enabled=False)
     assert scores_ == {} and "fidelity=False" in why
+
+
+def test_noise_trend_pools_the_training_seeds_and_reports_their_spread():
+    # three seeds that agree make a trend of 9 points; one seed against another leaves it undecided
+    up = [(1.0, 9.0), (2.0, 8.0), (3.0, 7.0)]
+    at = [(5.0, 1.0), (5.0, 1.0)]
+    shifted = [(a + 0.2, b - 0.3) for a, b in up]
+    pooled = jeat.noise_trend(sweep_quality(up, up, at), SIGMAS,
+                              other_seeds=[sweep_quality(shifted, shifted, at), sweep_quality(up, up, at)])
+    assert pooled["holds"] is True and pooled["p"][("standard scorer", "is_style")] < 0.05
+    assert pooled["spread"][("robust scorer", "fid_style")] == pytest.approx(0.3)
+    assert "× 3 training seeds" in pooled["text"] and "seeds spread ≤ 0.3" in pooled["text"]
+    down = [(3.0, 7.0), (2.0, 8.0), (1.0, 9.0)]
+    split = jeat.noise_trend(sweep_quality(up, up, at), SIGMAS, other_seeds=[sweep_quality(down, down, at)])
+    assert split["holds"] is None
+
+
+def test_over_seeds_needs_every_training_seed_to_agree():
+    def v(holds, better=(), worse=(), only_when=None):
+        return {"holds": holds, "better": list(better), "worse": list(worse), "tied": [], "informative": True,
+                "text": f"seed text {holds}", "only_when": only_when}
+
+    yes = jeat.over_seeds({0: v(True, "ab"), 1: v(True, "ab"), 2: v(True, "ab")})
+    assert yes["holds"] is True and "3 of 3 seeds say yes, 0 no" in yes["text"]
+    assert yes["text"].startswith("seed text True; other training seeds: seed 1: better on 2, worse on 0")
+    mixed = jeat.over_seeds({0: v(True, "ab"), 1: v(False, "a", "bc"), 2: v(True, "ab")})
+    assert mixed["holds"] is None and mixed["only_when"] is None
+    no = jeat.over_seeds({0: v(False, "a", "bc", "judged by a"), 1: v(False, "a", "bc", "judged by a")})
+    assert no["holds"] is False and no["only_when"] == "judged by a"
+    single = jeat.over_seeds({0: v(None)})
+    assert single["holds"] is None and single["text"] == "seed text None"

@@ -66,3 +66,14 @@ def test_committed_notebooks_follow_the_conventions():
             f"{nb} was not executed in order from a fresh kernel"
         assert any(c.get("outputs") for c in code), f"{nb} has no outputs"
         assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", [])), nb
+
+
+def test_the_executor_runs_chapter_one_first_and_six_last_and_refuses_an_unknown_chapter():
+    from robgen_lib.book.execute import chapters
+
+    order = chapters()
+    assert sorted(order) == [nb[:-6] for nb in CHAPTERS]
+    assert order[0] == "01_energy" and order[-1] == "06_yardstick"        # the others wait on their models
+    assert chapters(["04", "chapters/02_he_pgd.ipynb", "04_rdc"]) == ["04_rdc", "02_he_pgd"]
+    with pytest.raises(SystemExit, match="no chapter '07'.*01_energy"):
+        chapters(["07"])

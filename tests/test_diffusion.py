@@ -301,3 +301,33 @@ def test_the_book_passes_noise_and_grid_and_keeps_them_in_the_spec(tmp_path, mon
     assert recipe(mine, data, "dc").spec()["denoiser"]["weights"]
     with pytest.raises(ConfigError, match="single-head"):
         recipe(mine, data, "dc", multi_head=False)
+
+
+def test_a_cached_evaluation_of_a_fresh_noise_model_does_not_depend_on_earlier_calls(tiny, tmp_path):
+    from robgen_lib.core.cached import cached_call, call_key
+    from robgen_lib.core.fit import TrainedModel
+    from robgen_lib.core.store import ArtifactStore
+    from robgen_lib.methods.smoothing import SoftSmoothed
+
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    fresh = TrainedModel(DiffusionClassifier(tiny, 3, noise="fresh"), {"recipe": "dc", "noise": "fresh"})
+    fixed = TrainedModel(DiffusionClassifier(tiny, 3), {"recipe": "dc", "noise": "fixed"})
+    first = cached_call(ArtifactStore(str(tmp_path / "a")), predict, fresh, x)
+    for _ in range(3):
+        predict(fresh.model, x)                                                 # other calls in between
+    again = cached_call(ArtifactStore(str(tmp_path / "b")), predict, fresh, x)  # computed anew, not read
+    assert torch.equal(first, again)
+    other = cached_call(ArtifactStore(str(tmp_path / "b")), predict, fresh, x[:5])
+    assert not torch.allclose(other, first[:5])                                 # another call, other draws
+    assert call_key(predict, fresh, x)["draws"] == "from the key"
+    assert "draws" not in call_key(predict, fixed, x)                           # a deterministic model: key as before
+    smooth = TrainedModel(SoftSmoothed(torch.nn.Flatten(), 0.5, n=2), {"recipe": "soft_smoothed"})
+    assert call_key(predict, smooth, x)["draws"] == "from the key"
+    before = predict(fixed.model, x)
+    cached_call(ArtifactStore(str(tmp_path / "c")), predict, fresh, x)
+    assert torch.equal(predict(fixed.model, x), before)                         # fixed noise untouched
+
+
+def predict(model, x):
+    with torch.no_grad():
+        return model(x)

@@ -39,8 +39,8 @@ class Verdict:
 
 
 #: How an unsettled verdict is marked (the notebook check keys on the word "unsettled").
-UNSETTLED = ("unsettled: this word can change between runs (another CPU, or another history of the fresh noise "
-             "draws); read it as inconclusive")
+UNSETTLED = ("unsettled: this word can change between runs on another CPU (its deciding numbers sit close to the "
+             "bar); read it as inconclusive")
 
 
 #: The word of a claim whose deciding interval straddles the chapter's bar.

@@ -6,13 +6,36 @@ robgen_lib.sharded`` can fill the cache with exactly the results the notebooks t
 """
 from __future__ import annotations
 
+import torch
+
 from ..core.fit import TrainedModel
 from ..methods.evaluate import robust_accuracy
+from ..methods.sampling import generate
 from .chapter import Chapter
 from .yardstick import ATTACKS, independent_robust_accuracy, is_stochastic
 
-__all__ = ["diffusion_models", "threats", "robust_images", "robust_table", "eot_for", "book_models", "attack_strength",
+__all__ = ["sweep_models", "generated", "diffusion_models", "threats", "robust_images", "robust_table", "eot_for", "book_models", "attack_strength",
            "independent_table"]
+
+
+def sweep_models(ch: Chapter, seed: int | None = None) -> dict[str, TrainedModel]:
+    """Chapter 3's noise-injection sweep trained with ``seed`` (default: the run's): the
+    standard CNN for σ = 0 and a noise-trained CNN for every other σ of ``sigma_grid``,
+    named as :func:`~robgen_lib.book.analysis.jeat.noise_name` names them."""
+    from .analysis.jeat import noise_name
+
+    seed = ch.cfg.seed if seed is None else seed
+    return {noise_name(s): ch.model("standard", seed=seed) if float(s) == 0 else ch.model("noise", sigma=s, seed=seed)
+            for s in ch.cfg.sigma_grid}
+
+
+def generated(ch: Chapter, models: dict[str, TrainedModel], seeds: torch.Tensor,
+              targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each model's targeted-PGD samples grown from ``seeds`` toward ``targets`` with chapter
+    3's generation knobs (``gen_eps``, ``gen_step``, ``gen_steps``), cached."""
+    c = ch.cfg
+    return {name: ch.run(generate, m, seeds, targets, eps=c.gen_eps, step_size=c.gen_step, steps=c.gen_steps,
+                         progress=True) for name, m in models.items()}
 
 
 def diffusion_models(ch: Chapter) -> dict[str, TrainedModel]:
@@ -32,14 +55,15 @@ def eot_for(ch: Chapter, model: TrainedModel) -> int:
     return ch.cfg.eot if is_stochastic(model.model) else 1
 
 
-#: Recipes cheap enough to attack on every test image (the others use ``n_robust``).
-CHEAP = frozenset({"classifier"})
+#: Recipes cheap enough to attack on every test image (the others use ``n_robust``): plain
+#: classifiers, and ABS models (one small VAE per class, a batched latent search).
+CHEAP = frozenset({"classifier", "abs"})
 
 
 def robust_images(ch: Chapter, model: TrainedModel, n: int | None = None) -> int:
     """How many test images (from the first) a robust table attacks ``model`` on: ``n`` if
-    given, else every test image for a plain classifier and ``n_robust`` for the costly
-    models. Tables compare two models on the images they share (the first ones)."""
+    given, else every test image for the :data:`CHEAP` recipes and ``n_robust`` for the
+    costly models (the diffusion classifier, RDC, the smoothed models). Tables compare two models on the images they share (the first ones)."""
     if n is not None:
         return n
     return len(ch.data.test) if model.spec.get("recipe") in CHEAP else ch.cfg.n_robust

@@ -20,11 +20,20 @@ is left out of the key.
 
 A result that is a dict of tensors and plain data is stored as it is; any other result (a
 tensor, a number, a tuple) is stored under ``"value"`` and handed back unwrapped.
+
+**Random models.** A network among the arguments that draws fresh noise on every call (it has
+a ``restart_draws(seed)`` method: the fresh-noise diffusion classifier, the soft-smoothed
+classifier, anything wrapping them) has its draws restarted from a seed derived from the key
+before the function runs. A cached result then depends on its call alone — not on which calls
+came before it in the process, nor on which process of a parallel build computed it — and the
+key says so (``"draws": "from the key"``), so results of the older, history-dependent draws are
+never read for it.
 """
 from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 from typing import Any, Callable
 
 import torch
@@ -76,6 +85,26 @@ def _call_value(value: Any) -> Any:
     return value
 
 
+def _random_parts(values) -> list[nn.Module]:
+    """The modules among ``values`` (and inside them) whose fresh draws can be restarted."""
+    found, stack = [], list(values)
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, nn.Module):
+            found.extend(m for m in v.modules()
+                         if getattr(m, "stochastic", False) and callable(getattr(m, "restart_draws", None)))
+    return found
+
+
+def draws_seed(spec: dict) -> int:
+    """The seed a call's random models restart from: 63 bits of the SHA-256 of its key."""
+    return int(hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:15], 16)
+
+
 def call_key(fn: Callable, *args, **kwargs) -> dict:
     """The cache spec of ``fn(*args, **kwargs)`` (see the module docstring)."""
     if not inspect.isfunction(fn) or "<" in fn.__qualname__:
@@ -84,7 +113,10 @@ def call_key(fn: Callable, *args, **kwargs) -> dict:
     bound.apply_defaults()
     arguments = {name: _key_of(value, f"argument {name!r} of {fn.__name__}")
                  for name, value in bound.arguments.items() if name not in NOT_IN_KEY}
-    return {"function": f"{fn.__module__}.{fn.__qualname__}", "arguments": arguments}
+    spec = {"function": f"{fn.__module__}.{fn.__qualname__}", "arguments": arguments}
+    if _random_parts(_call_value(list(bound.arguments.values()))):
+        spec["draws"] = "from the key"
+    return spec
 
 
 def cached_call(store: ArtifactStore, fn: Callable, *args, **kwargs) -> Any:
@@ -92,7 +124,11 @@ def cached_call(store: ArtifactStore, fn: Callable, *args, **kwargs) -> Any:
     spec = call_key(fn, *args, **kwargs)
 
     def build() -> dict:
-        result = fn(*_call_value(args), **_call_value(kwargs))
+        args_, kwargs_ = _call_value(args), _call_value(kwargs)
+        seed = draws_seed(spec)
+        for module in _random_parts([args_, kwargs_]):
+            module.restart_draws(seed)
+        result = fn(*args_, **kwargs_)
         return result if isinstance(result, dict) else {"value": result}
 
     payload = store.get_or_build(fn.__name__, spec, build)

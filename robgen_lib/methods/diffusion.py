@@ -315,8 +315,9 @@ class DiffusionClassifier(nn.Module):
     call draws an independent ε_i per image and timestep, shared by the K classes, from the
     model's own generator seeded with ``seed`` (``stochastic = True``: successive calls
     differ; a new classifier with the same seed, or :meth:`reseed`, repeats the sequence).
-    Fresh draws depend on every call made before, so a result computed after other calls,
-    or on one shard of a torchrun run, can differ from a single cold run by Monte-Carlo noise.
+    A cached evaluation restarts the draws from its own key (:meth:`restart_draws`, see
+    :mod:`robgen_lib.core.cached`), so its result does not depend on the calls before it; one
+    shard of a torchrun run still draws differently from a single run (Monte-Carlo noise).
 
     ``one_pass`` chooses how the K conditional predictions are computed (default: one pass
     if multi-head).
@@ -358,6 +359,11 @@ class DiffusionClassifier(nn.Module):
         self.seed = self.seed if seed is None else seed
         self.generator.manual_seed(self.seed)
         self._noise = None
+
+    def restart_draws(self, seed: int) -> None:
+        """Restart the fresh-noise sequence from ``seed``, leaving the classifier's own seed (and
+        so its fixed noise images) as they are."""
+        self.generator.manual_seed(seed)
 
     def _noise_for(self, like: torch.Tensor) -> torch.Tensor:
         """The T′ noise images for a call: (T′, B, C, H, W) fresh, or (T′, 1, C, H, W) fixed —

@@ -171,9 +171,9 @@ class SoftSmoothed(nn.Module):
 
     Each call draws new noise from the model's own generator (seeded once), so a run is
     reproducible while successive calls differ — which is why attacks on it need EOT
-    (``stochastic = True``). The draws depend on every call made before, so a result
-    computed after others were read from the cache, or on a shard of a torchrun run, can
-    differ from a single cold run by the Monte-Carlo noise.
+    (``stochastic = True``). A cached evaluation restarts the draws from its own key
+    (:meth:`restart_draws`, see :mod:`robgen_lib.core.cached`), so its result does not depend
+    on the calls before it; a shard of a torchrun run still draws differently.
     """
 
     stochastic = True
@@ -188,6 +188,10 @@ class SoftSmoothed(nn.Module):
     def networks(self) -> list[nn.Module]:
         """The networks whose passes make up one prediction's cost (see ``yardstick.networks_of``)."""
         return getattr(self.base, "networks", lambda: [self.base])()
+
+    def restart_draws(self, seed: int) -> None:
+        """Restart the noise sequence from ``seed``."""
+        self.generator.manual_seed(seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         noise = torch.randn((self.n, *x.shape), generator=self.generator).to(x.device) * self.sigma

@@ -25,7 +25,7 @@ from ..report import fmt_budget, pct, table
 
 __all__ = ["noise_name", "sweep_names", "shown_models", "landscape_figure", "mean_joint_energy",
            "flatness_summary", "flatness_table", "scorers_table", "class_seeds", "first_of_each_class", "rate_sets",
-           "score_pairs", "sigma_sweep_figure", "noise_trend", "training_history_figure",
+           "score_pairs", "sigma_sweep_figure", "noise_trend", "over_seeds", "training_history_figure",
            "clean_and_attacked_accuracy", "robustness_table", "real_scores", "real_scores_table", "flatter",
            "sits_high", "quality_verdict", "seed_fid_note", "equal_l2_sigma", "at_least_as_robust"]
 
@@ -213,16 +213,21 @@ def seed_fid_note(quality: Mapping[str, dict], generators: Sequence[str], seeds:
 
 
 # -- finding 3: noise ----------------------------------------------------------------------
-def sigma_sweep_figure(quality: Mapping[str, dict], flatness: Mapping[str, dict], sigma_grid: Sequence[float]):
+def sigma_sweep_figure(quality: Mapping[str, dict], flatness: Mapping[str, dict], sigma_grid: Sequence[float],
+                       other_seeds: Sequence[Mapping[str, dict]] = ()):
     """One panel per (scorer, metric): the score of the noise-trained models' samples against
-    the training σ, with adversarial training's as a dashed line; a last panel does the same
-    for the mean ‖∇E(x, y)‖ at the data (``flatness``: a :func:`flatness_summary`)."""
+    the training σ (the line: the main training seed; dots: ``other_seeds``' qualities, one
+    per further training seed), with adversarial training's as a dashed line; a last panel
+    does the same for the mean ‖∇E(x, y)‖ at the data (``flatness``: a :func:`flatness_summary`)."""
     sig = [float(s) for s in sigma_grid]
     names = sweep_names(sig)
     pairs = score_pairs(quality)
     fig, axes = plots.plt.subplots(1, len(pairs) + 1, figsize=(3.6 * (len(pairs) + 1), 3.2))
     for ax, (s, m) in zip(axes, pairs):
         ax.plot(sig, [quality[n][s][m] for n in names], "o-", color=plots.PALETTE[0], label="noise-trained")
+        for i, q in enumerate(other_seeds):
+            ax.plot(sig, [q[n][s][m] for n in names], "o", ms=3, alpha=0.6, color=plots.PALETTE[0],
+                    label="other training seeds" if i == 0 else None)
         ax.axhline(quality["adversarially trained"][s][m], color=plots.PALETTE[1], ls="--",
                    label="adversarially trained")
         ax.set_title(s, fontsize=9)
@@ -238,37 +243,64 @@ def sigma_sweep_figure(quality: Mapping[str, dict], flatness: Mapping[str, dict]
 
 
 def noise_trend(quality: Mapping[str, dict], sigma_grid: Sequence[float], num_classes: int | None = None,
-                level: float = 0.05) -> dict:
+                level: float = 0.05, other_seeds: Sequence[Mapping[str, dict]] = ()) -> dict:
     """Whether generation improves with the training noise: for each (scorer, metric) the
     Spearman rank correlation ρ(σ, score) over the sweep (``rho``) and its p-value
-    (``scipy.stats.spearmanr``). A score *improves* when ρ points the better way (> 0 for
-    IS-style, < 0 for FID-style) with p < ``level``, *worsens* when it points the other way
-    with p < ``level``; IS-style scores at their ceiling K over the whole sweep are
-    ``saturated`` and do not count (``num_classes`` given). ``holds``: every counted score
-    improves; None when none improves or worsens; ``only_when``: the improving ones, when
-    they outnumber the worsening ones."""
+    (``scipy.stats.spearmanr``), pooling the (σ, score) points of every training seed
+    (``quality`` and ``other_seeds``, each a {model name: rating} of one seed's sweep). A score
+    *improves* when ρ points the better way (> 0 for IS-style, < 0 for FID-style) with
+    p < ``level``, *worsens* when it points the other way with p < ``level``; IS-style scores
+    at their ceiling K over the whole sweep are ``saturated`` and do not count
+    (``num_classes`` given). ``spread``: per score, the largest range over seeds at one σ.
+    ``holds``: every counted score improves; None when none improves or worsens;
+    ``only_when``: the improving ones, when they outnumber the worsening ones."""
     sig = [float(s) for s in sigma_grid]
-    rho, pval, improving, worsening, sat = {}, {}, [], [], []
+    runs = [quality, *other_seeds]
+    rho, pval, spread, improving, worsening, sat = {}, {}, {}, [], [], []
     for s, m in score_pairs(quality):
-        values = [quality[n][s][m] for n in sweep_names(sig)]
+        per_seed = [[q[n][s][m] for n in sweep_names(sig)] for q in runs]
+        values = [v for vs in per_seed for v in vs]
         if m == "is_style" and num_classes is not None and saturated(values, num_classes):
             sat.append(_label(s, m))
             continue
-        res = spearmanr(sig, values)
+        res = spearmanr(sig * len(runs), values)
         r, p = float(res.statistic), float(res.pvalue)
         rho[(s, m)], pval[(s, m)] = r, p
+        spread[(s, m)] = max(max(col) - min(col) for col in zip(*per_seed))
         good = r > 0 if HIGHER_IS_BETTER[m] else r < 0
         if p < level:
             (improving if good else worsening).append(_label(s, m))
     counted = len(rho)
     holds = None if not (improving or worsening) else len(improving) == counted
-    text = "Spearman(σ, score) over {} σ: ".format(len(sig)) + ", ".join(
-        f"{_label(s, m)} {r:+.2f} (p = {pval[(s, m)]:.2g})" for (s, m), r in rho.items())
+    seeds = f" × {len(runs)} training seeds" if len(runs) > 1 else ""
+    text = "Spearman(σ, score) over {} σ{}: ".format(len(sig), seeds) + ", ".join(
+        f"{_label(s, m)} {r:+.2f} (p = {pval[(s, m)]:.2g}"
+        + (f"; seeds spread ≤ {spread[(s, m)]:.2g}" if len(runs) > 1 else "") + ")" for (s, m), r in rho.items())
     if sat:
         text += "; saturated: " + ", ".join(sat)
-    return {"rho": rho, "p": pval, "improving": improving, "worsening": worsening, "saturated": sat,
-            "all_improve": holds is True, "holds": holds, "informative": counted > 0, "text": text,
+    return {"rho": rho, "p": pval, "spread": spread, "improving": improving, "worsening": worsening,
+            "saturated": sat, "all_improve": holds is True, "holds": holds, "informative": counted > 0, "text": text,
             "only_when": f"judged by {', '.join(improving)}" if improving and len(improving) > len(worsening) else None}
+
+
+def over_seeds(verdicts: Mapping[int, dict]) -> dict:
+    """One verdict from :func:`quality_verdict`'s per training seed (the first in full, the
+    others by their counts): the seeds' common answer
+    (every seed True → True, every seed False → False, with the first seed's ``only_when``
+    when every seed has the same), otherwise None — the seeds disagree, inconclusive."""
+    answers = [v["holds"] for v in verdicts.values()]
+    first = next(iter(verdicts.values()))
+    holds = answers[0] if all(a == answers[0] for a in answers) else None
+    same_only = all(v["only_when"] == first["only_when"] for v in verdicts.values())
+    text = first["text"]
+    if len(verdicts) > 1:
+        text += "; other training seeds: " + "; ".join(
+            f"seed {s}: better on {len(v['better'])}, worse on {len(v['worse'])}, tied on {len(v['tied'])}"
+            for s, v in list(verdicts.items())[1:])
+        text += f" — {sum(a is True for a in answers)} of {len(answers)} seeds say yes, {sum(a is False for a in answers)} no"
+    return {"holds": holds, "informative": all(v["informative"] for v in verdicts.values()), "text": text,
+            "only_when": first["only_when"] if holds is False and same_only else None,
+            "per_seed": dict(verdicts)}
 
 
 def equal_l2_sigma(x: torch.Tensor, x_adv: torch.Tensor) -> float:

@@ -1,0 +1,107 @@
+"""Execute the book's chapters with papermill, several at a time, one CPU thread share each.
+
+    python -m robgen_lib.book.execute                       # every chapter, quick profile, 2 at a time
+    python -m robgen_lib.book.execute --out editions/mnist -p profile mnist
+    python -m robgen_lib.book.execute 04_rdc --jobs 1 -p n_robust 128
+
+The book's models and evaluations live in the artifact cache, so executing the chapters
+first fills it and a later execution of the same notebooks (``jupyter-book build``, nbval)
+reads every result back. On a CPU, the chapters' small networks leave most of a core's
+intra-op threads idle; ``--jobs`` processes with ``cores / jobs`` threads each finish the
+book sooner than one process with every core. The cache's per-key locks make any order
+correct — a chapter that needs a model another one is training waits for it instead of
+training it twice; :data:`ORDER` only keeps such waits short: chapter 1 (whose CNNs most
+chapters reuse) and the independent chapter 5 go first, chapter 6 (which reuses everything)
+last.
+
+Without ``--out`` the executed notebooks are thrown away (the run only fills the cache);
+with it they are written there under their own names. A failing chapter stops nothing else;
+the command lists it with papermill's message and exits with 1.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+__all__ = ["ORDER", "chapters", "execute", "main"]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CHAPTERS_DIR = os.path.join(ROOT, "chapters")
+
+#: The order chapters start in (see the module docstring); chapters not listed follow by name.
+ORDER = ("01_energy", "05_abs", "03_jeat", "04_rdc", "02_he_pgd", "06_yardstick")
+
+
+def chapters(names=()) -> list[str]:
+    """The chapters to execute, in :data:`ORDER`: all of ``chapters/`` or the ``names`` given
+    (``04_rdc``, ``04_rdc.ipynb`` or ``04``); an unknown name stops here, before any work."""
+    found = sorted(f[:-6] for f in os.listdir(CHAPTERS_DIR) if f.endswith(".ipynb"))
+    chosen = []
+    for name in names:
+        stem = os.path.basename(name).removesuffix(".ipynb")
+        match = [f for f in found if f == stem or f.split("_")[0] == stem]
+        if not match:
+            raise SystemExit(f"no chapter {name!r}; the chapters are {', '.join(found)}")
+        chosen += match
+    chosen = chosen or found
+    return sorted(dict.fromkeys(chosen), key=lambda c: (ORDER.index(c) if c in ORDER else len(ORDER), c))
+
+
+def _run_one(name: str, out_dir: str, params: list[tuple[str, str]], threads: int) -> tuple[str, float, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TQDM_DISABLE": "1"}
+    cmd = [sys.executable, "-m", "papermill", os.path.join(CHAPTERS_DIR, name + ".ipynb"),
+           os.path.join(out_dir, name + ".ipynb"), "--no-progress-bar", "--log-level", "ERROR", "--cwd", CHAPTERS_DIR]
+    for key, value in params:
+        cmd += ["-p", key, value]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    error = "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["papermill failed"])[-1]
+    return name, time.perf_counter() - t, error
+
+
+def execute(names=(), *, jobs: int = 2, out_dir: str | None = None, params=(), cores: int | None = None) -> dict:
+    """Execute the chapters (see :func:`chapters`) ``jobs`` at a time; returns {chapter: (seconds, error)}."""
+    todo = chapters(names)
+    if jobs < 1:
+        raise SystemExit(f"--jobs must be at least 1, got {jobs}")
+    jobs = min(jobs, len(todo))
+    threads = max(1, (cores or os.cpu_count() or 1) // jobs)
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        target = out_dir or scratch
+        os.makedirs(target, exist_ok=True)
+        print(f"executing {len(todo)} chapter(s), {jobs} at a time with {threads} thread(s) each", flush=True)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(jobs) as pool:
+            futures = [pool.submit(_run_one, n, target, list(params), threads) for n in todo]
+            for f in as_completed(futures):
+                name, seconds, error = f.result()
+                results[name] = (seconds, error)
+                print(f"  {name}: {'done' if not error else 'FAILED'} in {seconds:.0f} s"
+                      + (f" — {error}" if error else ""), flush=True)
+        print(f"all in {time.perf_counter() - start:.0f} s", flush=True)
+    return results
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m robgen_lib.book.execute",
+                                 description="Execute the book's chapters with papermill, several at a time.")
+    ap.add_argument("chapters", nargs="*", help="chapters to execute (default: all), e.g. 04_rdc or 04")
+    ap.add_argument("--jobs", type=int, default=2, help="chapters executed at once (default 2)")
+    ap.add_argument("--out", help="write the executed notebooks here (default: discard them; the cache keeps the work)")
+    ap.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="a chapter parameter, as papermill's -p (repeatable)")
+    args = ap.parse_args(argv)
+    results = execute(args.chapters, jobs=args.jobs, out_dir=args.out, params=[tuple(p) for p in args.p])
+    failed = [n for n, (_, error) in results.items() if error]
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)} (run one with papermill to see the whole traceback)")
+
+
+if __name__ == "__main__":
+    main()
