@@ -89,6 +89,10 @@ def test_pixel_scorer_votes_with_its_nearest_training_images():
     assert feats.shape == (2, 4) and probs.tolist() == [[1.0, 0.0], [0.0, 1.0]]
     with pytest.raises(ValueError, match="k"):
         PixelScorer(train_x, train_y, 2, k=11)
+    big = torch.rand(3, 1, 28, 28)                             # a 28x28 image: 8x8 pooled features
+    feats, _ = scorer_view(PixelScorer(big, torch.tensor([0, 1, 1]), 2, k=1), big)
+    assert feats.shape == (3, 64)
+    assert torch.allclose(feats[:, 0], big[:, 0, :4, :4].flatten(1).mean(1))   # the first bin: the top-left 4x4
 
 
 def test_score_difference_is_paired_and_signed():

@@ -54,12 +54,12 @@ def chapters(names=()) -> list[str]:
 
 def _run_one(name: str, out_dir: str, params: list[tuple[str, str]], threads: int) -> tuple[str, float, str]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TQDM_DISABLE": "1"}
-    cmd = [sys.executable, "-m", "papermill", os.path.join(CHAPTERS_DIR, name + ".ipynb"),
+    cmd = [sys.executable, "-m", "papermill", os.path.join("chapters", name + ".ipynb"),   # recorded as given
            os.path.join(out_dir, name + ".ipynb"), "--no-progress-bar", "--log-level", "ERROR", "--cwd", CHAPTERS_DIR]
     for key, value in params:
         cmd += ["-p", key, value]
     t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     error = "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["papermill failed"])[-1]
     return name, time.perf_counter() - t, error
 
@@ -73,7 +73,7 @@ def execute(names=(), *, jobs: int = 2, out_dir: str | None = None, params=(), c
     threads = max(1, (cores or os.cpu_count() or 1) // jobs)
     results: dict = {}
     with tempfile.TemporaryDirectory() as scratch:
-        target = out_dir or scratch
+        target = os.path.abspath(out_dir) if out_dir else scratch
         os.makedirs(target, exist_ok=True)
         print(f"executing {len(todo)} chapter(s), {jobs} at a time with {threads} thread(s) each", flush=True)
         start = time.perf_counter()

@@ -127,7 +127,7 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("buffer_size", integer(1, 10_000_000), 2000, 'jeat yardstick', 'JEAT replay buffer size', paper=10_000),
     Knob("reinit", number(0.0, 1.0), 0.05, 'jeat yardstick', 'fraction of JEAT buffer samples re-drawn from seeds'),
     Knob("energy_penalty", number(0.0, 1e3), 0.01, 'jeat yardstick',
-         'JEAT weight on the squared energies (keeps them bounded)', paper=0.1),
+         'JEAT weight on the squared energies (keeps them bounded)', paper=0.1, mnist=0.1),
     Knob("cd_weight", number(0.0, 1e3), 1.0, 'jeat yardstick', 'JEAT weight of the contrastive-divergence term'),
     Knob("gen_eps", number(0.0, 1e4, lo_open=True), 4.0, 'jeat', 'ℓ2 budget of Santurkar-style generation',
          paper=30.0, mnist=15.0),

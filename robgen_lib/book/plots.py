@@ -149,9 +149,10 @@ def contours(grids: Mapping[str, Sequence[object]], offsets, *, levels: int = 14
     off = _np(offsets)
     for r, (name, row) in enumerate(rows):
         arrays = [_np(g) for g in row]
-        lo = min(a.min() for a in arrays)
-        hi = max(a.max() for a in arrays)
-        lv = np.linspace(lo, hi + 1e-9, levels)
+        lo = min(float(np.nanmin(a)) for a in arrays)
+        hi = max(float(np.nanmax(a)) for a in arrays)
+        span = max(hi - lo, 1e-6 * max(1.0, abs(hi)))          # a flat landscape still gets increasing levels
+        lv = np.linspace(lo, lo + span, levels)
         for c in range(n_cols):
             ax = axes[r, c]
             if c >= len(arrays):

@@ -60,8 +60,13 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int = 51
 
 
 class PixelScorer:
-    """A network-free scorer: features are the raw pixels, predictions the class frequencies
-    among the ``k`` nearest training images in ℓ2 (``train_x``, ``train_y``, ``num_classes``)."""
+    """A network-free scorer: features are the pixels, average-pooled to at most
+    ``feature_side`` × ``feature_side`` per channel (8×8 digits: the raw pixels; a 28×28
+    image: 64 values, so that the Fréchet distance's covariances stay small), predictions
+    the class frequencies among the ``k`` nearest training images in ℓ2 over the full
+    pixels (``train_x``, ``train_y``, ``num_classes``)."""
+
+    feature_side = 8
 
     def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int, k: int = 10):
         if k < 1 or k > len(train_x):
@@ -71,10 +76,13 @@ class PixelScorer:
 
     @torch.no_grad()
     def features_and_probs(self, x: torch.Tensor, batch_size: int = 512):
-        feats = x.detach().flatten(1).float().cpu()
+        pixels = x.detach().float().cpu()
+        side = (min(pixels.shape[-2], self.feature_side), min(pixels.shape[-1], self.feature_side))
+        feats = torch.nn.functional.adaptive_avg_pool2d(pixels, side).flatten(1)
+        pixels = pixels.flatten(1)
         probs = []
-        for s in batch_slices(len(feats), batch_size):
-            idx = torch.cdist(feats[s], self.train_x).topk(self.k, largest=False).indices
+        for s in batch_slices(len(pixels), batch_size):
+            idx = torch.cdist(pixels[s], self.train_x).topk(self.k, largest=False).indices
             votes = torch.nn.functional.one_hot(self.train_y[idx], self.num_classes).float().mean(1)
             probs.append(votes)
         return feats, torch.cat(probs)
