@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.robgen-installed
 export TQDM_DISABLE ?= 1
 
-.PHONY: book test setup bench notebooks clean
+.PHONY: book test setup bench notebooks edition-mnist glance clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,16 @@ book: $(STAMP)
 test: $(STAMP)
 	$(PY) -m robgen_lib.book.execute --jobs $(JOBS)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg chapters tests
+
+# The MNIST edition: every chapter at the mnist profile (real 28x28 images, offline), written to
+# editions/mnist with its provenance; resumable (an interrupted run's models and evaluations are
+# in the cache). Then the results-at-a-glance table is regenerated from the executed notebooks.
+edition-mnist: $(STAMP)
+	$(PY) -m robgen_lib.book.execute --jobs $(JOBS) --out editions/mnist --edition "MNIST edition" -p profile mnist
+	$(PY) -m robgen_lib.book.glance
+
+glance: $(STAMP)
+	$(PY) -m robgen_lib.book.glance
 
 # Development only: chapter times, and the speed of the book's PGD against torchattacks'.
 bench: $(STAMP)

@@ -108,9 +108,13 @@ def test_morphing_measures_the_judge_only_on_the_fooling_adversarials():
     assert out["fooled"] == 0.75
     assert out["judge_agrees"] == pytest.approx(2 / 3)   # image 2 looks like a 2 but was called a 1
     unfooled = TrainedModel(Fixed({0.05: 0, 1.05: 0, 2.05: 0, 1.0: 2}), {})
-    assert abs_analysis.morphing({"m": unfooled}, {"m": adv}, y, train, k=1)["m"] == {
-        "fooled": 0.0, "judge_agrees": 0.0, "agreement": None}
+    none = abs_analysis.morphing({"m": unfooled}, {"m": adv}, y, train, k=1)["m"]
+    assert none["fooled"] == 0.0 and none["judge_agrees"] == 0.0
+    assert str(none["agreement"]) == "undefined (no image fooled)"
     assert out["agreement"].n == 3
+    # a model no adversarial fooled leaves the morph comparison undecided, and says why
+    undecided = abs_analysis.rates_differ(out["agreement"], none["agreement"], bar=0.1)
+    assert undecided["holds"] is None and "no image fooled" in str(undecided["difference"])
 
 
 def test_ladder_ends_adds_the_error_ratios_of_the_smallest_and_largest_decoders():

@@ -122,3 +122,10 @@ def test_energy_shifts_sign_and_detector():
     assert abs(shifts["PGD"]["shift"] + 5.0) < 1e-6 and shifts["PGD"]["auroc"] == 1.0   # lower energy: caught
     assert abs(shifts["HE-PGD"]["shift"] - 5.0) < 1e-6 and shifts["HE-PGD"]["auroc"] == 0.0
     assert list(rdc.energy_samples(energies)) == ["clean", "PGD", "HE-PGD"]
+
+
+def test_a_diffusion_classifier_is_a_valid_stand_in_only_when_its_clean_interval_clears_the_bar():
+    assert rdc.valid_stand_in(0.995, 1000, 0.98)["holds"] is True          # [99.0, 99.8] above 98
+    assert rdc.valid_stand_in(0.985, 500, 0.98)["holds"] is None           # [96.9, 99.3] straddles it
+    weak = rdc.valid_stand_in(0.90, 500, 0.98)
+    assert weak["holds"] is False and weak["clean"].n == 500 and weak["clean"].value == 0.9

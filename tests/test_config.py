@@ -23,7 +23,7 @@ def test_defaults_resolve():
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(profile="huge"), "allowed: 'quick', 'paper'"),
+    (dict(profile="huge"), "allowed: 'quick', 'mnist', 'paper'"),
     (dict(dataset="imagenet"), "allowed: 'digits'"),
     (dict(model="vgg"), "allowed: 'small_cnn'"),
     (dict(eps=-0.1), "eps must be >"),

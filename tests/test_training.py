@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -45,9 +47,9 @@ def test_divergence_stops_training(digits):
         loss = torch.nn.functional.cross_entropy(m(x), y)
         return loss if len(calls) < 3 else loss * float("inf")
 
-    with pytest.raises(TrainingFailed, match="loss became"):
+    with pytest.raises(TrainingFailed, match="loss became .* at epoch 1;"):
         train(model, digits.train, blows_up, epochs=3, batch_size=64, lr=0.05, progress=False)
-    assert len(calls) == 3
+    assert len(calls) == math.ceil(len(digits.train) / 64)   # stopped at the end of the first epoch
 
 
 def test_pgd_training_objective_runs(digits):

@@ -15,13 +15,24 @@ chapters reuse) and the independent chapter 5 go first, chapter 6 (which reuses 
 last.
 
 Without ``--out`` the executed notebooks are thrown away (the run only fills the cache);
-with it they are written there under their own names. A failing chapter stops nothing else;
-the command lists it with papermill's message and exits with 1.
+with it they are written there under their own names — only once a chapter has run to its
+end, so a failed or interrupted run leaves no half-executed page behind, and running the
+command again resumes from the cache. ``--edition NAME`` (with ``--out``) makes the pages an
+edition of the book: the title gains the edition's name and the page opens with its
+provenance (profile and parameters, the command, the commit, date, machine, wall time).
+A failing chapter stops nothing else; the command lists it with papermill's message and
+exits with 1.
+
+    python -m robgen_lib.book.execute --out editions/mnist --edition "MNIST edition" -p profile mnist
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import platform
+import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,24 +75,74 @@ def _run_one(name: str, out_dir: str, params: list[tuple[str, str]], threads: in
     return name, time.perf_counter() - t, error
 
 
-def execute(names=(), *, jobs: int = 2, out_dir: str | None = None, params=(), cores: int | None = None) -> dict:
+def _commit() -> str:
+    """The checkout's commit, marked when the working tree differs from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def _machine(threads: int, jobs: int) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), {jobs} chapter(s) at a time with {threads} thread(s) each"
+
+
+def mark_edition(path: str, edition: str, *, params, seconds: float, machine: str, command: str) -> None:
+    """Make an executed notebook a page of ``edition``: its title gains the name, and a note
+    under the title gives the run's provenance."""
+    import nbformat   # papermill's dependency
+
+    nb = nbformat.read(path, as_version=4)
+    first = nb.cells[0]
+    if first.cell_type == "markdown" and first.source.startswith("# "):
+        title, _, rest = first.source.partition("\n")
+        first.source = f"{title} ({edition})\n{rest}"
+    shown = ", ".join(f"`{k} = {v}`" for k, v in params) or "none (the quick profile)"
+    note = (f":::{{note}} {edition}: provenance\n"
+            f"- parameters: {shown}\n"
+            f"- regenerate: `{command}`\n"
+            f"- commit `{_commit()}`, executed {datetime.date.today().isoformat()} on {machine}\n"
+            f"- wall time of this chapter: {seconds / 60:.1f} minutes (its models and evaluations computed in "
+            f"this run or read back from the cache of an earlier, interrupted one)\n:::")
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell(note))
+    nbformat.write(nb, path)
+
+
+def execute(names=(), *, jobs: int = 2, out_dir: str | None = None, params=(), cores: int | None = None,
+            edition: str | None = None, command: str | None = None) -> dict:
     """Execute the chapters (see :func:`chapters`) ``jobs`` at a time; returns {chapter: (seconds, error)}."""
     todo = chapters(names)
     if jobs < 1:
         raise SystemExit(f"--jobs must be at least 1, got {jobs}")
+    if edition and not out_dir:
+        raise SystemExit("--edition needs --out, the folder of the edition's pages")
     jobs = min(jobs, len(todo))
     threads = max(1, (cores or os.cpu_count() or 1) // jobs)
+    machine = _machine(threads, jobs)
     results: dict = {}
     with tempfile.TemporaryDirectory() as scratch:
-        target = os.path.abspath(out_dir) if out_dir else scratch
-        os.makedirs(target, exist_ok=True)
+        target = os.path.abspath(out_dir) if out_dir else None
+        if target:
+            os.makedirs(target, exist_ok=True)
         print(f"executing {len(todo)} chapter(s), {jobs} at a time with {threads} thread(s) each", flush=True)
         start = time.perf_counter()
         with ThreadPoolExecutor(jobs) as pool:
-            futures = [pool.submit(_run_one, n, target, list(params), threads) for n in todo]
+            futures = [pool.submit(_run_one, n, scratch, list(params), threads) for n in todo]
             for f in as_completed(futures):
                 name, seconds, error = f.result()
                 results[name] = (seconds, error)
+                if target and not error:   # a page only once its chapter ran to the end
+                    done = os.path.join(scratch, name + ".ipynb")
+                    if edition:
+                        mark_edition(done, edition, params=params, seconds=seconds, machine=machine,
+                                     command=command or "python -m robgen_lib.book.execute")
+                    shutil.move(done, os.path.join(target, name + ".ipynb"))
                 print(f"  {name}: {'done' if not error else 'FAILED'} in {seconds:.0f} s"
                       + (f" — {error}" if error else ""), flush=True)
         print(f"all in {time.perf_counter() - start:.0f} s", flush=True)
@@ -94,10 +155,13 @@ def main(argv=None) -> None:
     ap.add_argument("chapters", nargs="*", help="chapters to execute (default: all), e.g. 04_rdc or 04")
     ap.add_argument("--jobs", type=int, default=2, help="chapters executed at once (default 2)")
     ap.add_argument("--out", help="write the executed notebooks here (default: discard them; the cache keeps the work)")
+    ap.add_argument("--edition", help="with --out: the pages are this edition of the book (title, provenance)")
     ap.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="a chapter parameter, as papermill's -p (repeatable)")
     args = ap.parse_args(argv)
-    results = execute(args.chapters, jobs=args.jobs, out_dir=args.out, params=[tuple(p) for p in args.p])
+    command = "python -m robgen_lib.book.execute " + shlex.join(sys.argv[1:] if argv is None else argv)
+    results = execute(args.chapters, jobs=args.jobs, out_dir=args.out, params=[tuple(p) for p in args.p],
+                      edition=args.edition, command=command)
     failed = [n for n, (_, error) in results.items() if error]
     if failed:
         sys.exit(f"failed: {', '.join(failed)} (run one with papermill to see the whole traceback)")

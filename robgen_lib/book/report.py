@@ -14,6 +14,7 @@ notebook check (``tests/nbval_sanitize.cfg``) does not compare its word.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -35,10 +36,24 @@ class Verdict:
         return (f"Claim:    {self.claim}\nPaper:    {self.paper}\nThis run: {self.measured}\n"
                 f"Verdict:  {self.shown}")
 
+    @classmethod
+    def parse_all(cls, text: str) -> list["Verdict"]:
+        """The verdicts printed (by ``str``) in ``text``, e.g. a notebook cell's output, in order."""
+        found = []
+        for m in _PRINTED.finditer(text):
+            word, mark = m["verdict"].strip(), f" ({UNSETTLED})"
+            found.append(cls(m["claim"], m["paper"], m["measured"], word.removesuffix(mark), word.endswith(mark)))
+        return found
+
 
 #: How an unsettled verdict is marked (the notebook check keys on the word "unsettled").
 UNSETTLED = ("unsettled: this word can change between runs on another CPU (its deciding numbers sit close to the "
              "bar); read it as inconclusive")
+
+
+#: One printed verdict (see ``Verdict.__str__``).
+_PRINTED = re.compile(r"^Claim:    (?P<claim>.*)\nPaper:    (?P<paper>.*)\nThis run: (?P<measured>.*)\n"
+                      r"Verdict:  (?P<verdict>.*)$", re.MULTILINE)
 
 
 #: The word of a claim whose deciding interval straddles the chapter's bar.

@@ -27,7 +27,7 @@ __all__ = ["latent_excess", "ladder_shrinks", "margin_restored", "class_vaes_sum
            "strongest_table", "robust_bars", "robust_to_both", "generative_vs_standard", "decision_excess",
            "morphing", "adversarial_mosaic", "morph_table", "ladder_table", "ladder_panels", "ladder_ends",
            "unseen_reconstructions", "similarity_results", "similarity_table", "best_metric", "radius_grid",
-           "certified_curves", "certified_table", "certified_at", "robust_gap", "certified_gain", "rates_differ", "clean_gap"]
+           "certified_curves", "certified_table", "certified_at", "robust_gap", "certified_gain", "rates_differ", "Undefined", "clean_gap"]
 
 
 # -- the class models -------------------------------------------------------------------
@@ -111,10 +111,24 @@ def clean_gap(sims: Mapping[str, dict], a: str, b: str, n_images: int, bar: floa
     return rates_differ(*(proportion(round(sims[n]["clean"] * n_images), n_images) for n in (a, b)), bar)
 
 
-def rates_differ(a: Estimate, b: Estimate, bar: float = 0.0) -> dict:
+class Undefined:
+    """A rate with no images to count (e.g. the judge's agreement when no adversarial fooled
+    the model): prints what is missing; a comparison with it is inconclusive."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+    def __str__(self) -> str:
+        return f"undefined ({self.why})"
+
+
+def rates_differ(a: Estimate | Undefined, b: Estimate | Undefined, bar: float = 0.0) -> dict:
     """Is rate ``a`` above rate ``b`` by more than ``bar`` (measured on different images or
     models whose per-image results are not kept)? Newcombe's interval of a − b and
-    :func:`~robgen_lib.core.stats.decide`."""
+    :func:`~robgen_lib.core.stats.decide`; inconclusive when either rate is :class:`Undefined`."""
+    for rate in (a, b):
+        if isinstance(rate, Undefined):
+            return {"difference": rate, "holds": None}
     d = difference(a, b)
     return {"difference": d, "holds": decide(d, bar)}
 
@@ -246,7 +260,7 @@ def morphing(models: Mapping[str, TrainedModel], adversarials: Mapping[str, torc
     """Per model: the fraction of its adversarials that fool it (``fooled``), and among those
     the fraction whose ``k``-nearest-training-images label equals the label the model now
     predicts (``judge_agrees``, 0 if none fooled; ``agreement``: with its Wilson interval over
-    the fooled images, ``None`` if none) — the adversarial *looks like* its new class."""
+    the fooled images, :class:`Undefined` if none) — the adversarial *looks like* its new class."""
     out = {}
     for name, xa in adversarials.items():
         pred = predict_logits(models[name].model, xa, 256).argmax(1)
@@ -255,7 +269,7 @@ def morphing(models: Mapping[str, TrainedModel], adversarials: Mapping[str, torc
         agrees = judge[fooled] == pred[fooled]
         out[name] = {"fooled": float(fooled.float().mean()),
                      "judge_agrees": float(agrees.float().mean()) if fooled.any() else 0.0,
-                     "agreement": proportion(agrees) if fooled.any() else None}
+                     "agreement": proportion(agrees) if fooled.any() else Undefined("no image fooled")}
     return out
 
 

@@ -15,7 +15,7 @@ from ..report import fmt_budget, pct, table
 from . import common
 from ..yardstick import prediction_cost
 
-__all__ = ["denoiser_summary", "sweep", "sweep_table", "percent_curves", "timestep_tradeoff",
+__all__ = ["denoiser_summary", "sweep", "sweep_table", "percent_curves", "timestep_tradeoff", "valid_stand_in",
            "peak_at", "MULTI_HEAD", "SINGLE_HEAD", "head_cost", "head_savings", "cost_table", "threat_label",
            "robust_accuracies", "robust_gap", "robust_accuracy_table", "accuracy_bars",
            "masking_table", "gradient_table", "stronger_attack", "near_zero", "gradients_agree",
@@ -70,6 +70,14 @@ def timestep_tradeoff(sw: dict, low, high) -> dict:
     gain = paired(sw["correct"][j], sw["correct"][i])
     return {"low": low, "high": high, "clean_low": c_lo, "clean_high": c_hi, "robust_low": r_lo, "robust_high": r_hi,
             "gain": gain, "robust_gains_more": all_of(decide(gain, 0.0), (c_hi - c_lo) < (r_hi - r_lo))}
+
+
+def valid_stand_in(accuracy: float, n: int, bar: float) -> dict:
+    """Is the diffusion classifier good enough on clean images to stand in for the paper's
+    (clean accuracy above ``bar``, on ``n`` images)? Its Wilson interval and
+    :func:`~robgen_lib.core.stats.decide`: ``None`` when the interval straddles the bar."""
+    clean = proportion(round(accuracy * n), n)
+    return {"clean": clean, "bar": bar, "holds": decide(clean, bar)}
 
 
 def peak_at(sw: dict, target) -> dict:
