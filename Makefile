@@ -21,12 +21,13 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Both first execute the chapters JOBS at a time (one thread each on 2 cores), which fills the
-# artifact cache; the book build and nbval then execute them again, reading every result back.
+# artifact cache. The book is rendered from those executed notebooks (Jupyter Book does not
+# execute them again); nbval executes them once more, reading every result back.
 JOBS ?= 2
 
 book: $(STAMP)
-	$(PY) -m robgen_lib.book.execute --jobs $(JOBS)
-	$(VENV)/bin/jupyter-book build . -W --keep-going
+	$(PY) -m robgen_lib.book.execute --jobs $(JOBS) --out _build/executed
+	$(PY) -m robgen_lib.book.render _build/executed
 	@echo "The book is in _build/html/index.html"
 
 test: $(STAMP)

@@ -13,7 +13,6 @@ import sys
 
 import nbformat
 import pytest
-import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHAPTERS = sorted(f for f in os.listdir(os.path.join(ROOT, "chapters")) if f.endswith(".ipynb"))
@@ -23,18 +22,24 @@ EDITION_PAGES = sorted(os.path.relpath(p, ROOT)[:-6] for p in glob.glob(os.path.
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
+    from robgen_lib.book.render import stage
+
     out = tmp_path_factory.mktemp("book")
-    with open(os.path.join(ROOT, "_config.yml")) as f:
-        config = yaml.safe_load(f)
-    config["execute"]["execute_notebooks"] = "off"      # render the committed outputs
-    with open(out / "_config.yml", "w") as f:
-        yaml.safe_dump(config, f, allow_unicode=True, sort_keys=False)
+    where = stage(os.path.join(ROOT, "chapters"), str(out / "stage"))   # the committed outputs, execution off
     exe = shutil.which("jupyter-book", path=os.path.dirname(sys.executable)) or shutil.which("jupyter-book")
-    proc = subprocess.run([exe, "build", ROOT, "--config", str(out / "_config.yml"), "--path-output", str(out),
-                           "-W", "--keep-going"],
+    proc = subprocess.run([exe, "build", where, "--path-output", str(out), "-W", "--keep-going"],
                           capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return out / "_build" / "html"
+
+
+def test_rendering_needs_every_executed_chapter(tmp_path):
+    from robgen_lib.book.render import stage
+
+    (tmp_path / "executed").mkdir()
+    with pytest.raises(SystemExit, match="lacks the executed 01_energy.ipynb.*robgen_lib.book.execute --out"):
+        stage(str(tmp_path / "executed"), str(tmp_path / "stage"))
+    assert not (tmp_path / "stage").exists()     # nothing staged before the check
 
 
 def test_every_chapter_and_every_edition_page_is_in_the_toc():
