@@ -236,3 +236,19 @@ def test_rank_points_must_be_odd():
     with pytest.raises(ConfigError, match="rank_points must be odd"):
         resolve(rank_points=10)
     assert resolve(rank_points=11).rank_points == 11
+
+
+def test_abs_is_attacked_on_every_test_image_unless_abs_images_limits_it():
+    from types import SimpleNamespace
+
+    from robgen_lib.book.studies import robust_images
+
+    def chapter(**knobs):
+        return SimpleNamespace(cfg=resolve("quick", chapter="abs", **knobs), data=SimpleNamespace(test=range(359)))
+
+    abs_model, cnn, dc = (SimpleNamespace(spec={"recipe": r}) for r in ("abs", "classifier", "dc"))
+    assert robust_images(chapter(), abs_model) == robust_images(chapter(), cnn) == 359
+    assert robust_images(chapter(), dc) == 64                                   # n_robust
+    limited = chapter(abs_images=100)
+    assert (robust_images(limited, abs_model), robust_images(limited, cnn)) == (100, 359)
+    assert resolve("mnist").abs_images == 100 and resolve("quick").abs_images is None

@@ -63,10 +63,16 @@ CHEAP = frozenset({"classifier", "abs"})
 def robust_images(ch: Chapter, model: TrainedModel, n: int | None = None) -> int:
     """How many test images (from the first) a robust table attacks ``model`` on: ``n`` if
     given, else every test image for the :data:`CHEAP` recipes and ``n_robust`` for the
-    costly models (the diffusion classifier, RDC, the smoothed models). Tables compare two models on the images they share (the first ones)."""
+    costly models (the diffusion classifier, RDC, the smoothed models); ABS and the
+    E-ABS-style model take ``abs_images`` where it is set (on 28×28 images their latent
+    search per attack step costs what a whole CNN attack does). Tables compare two models
+    on the images they share (the first ones)."""
     if n is not None:
         return n
-    return len(ch.data.test) if model.spec.get("recipe") in CHEAP else ch.cfg.n_robust
+    recipe = model.spec.get("recipe")
+    if recipe == "abs" and ch.cfg.abs_images is not None:
+        return ch.cfg.abs_images
+    return len(ch.data.test) if recipe in CHEAP else ch.cfg.n_robust
 
 
 def robust_table(ch: Chapter, models: dict[str, TrainedModel] | None = None, *, steps: int | None = None,
