@@ -107,7 +107,9 @@ def mark_edition(path: str, edition: str, *, params, seconds: float, machine: st
     note = (f":::{{note}} {edition}: provenance\n"
             f"- parameters: {shown}\n"
             f"- regenerate: `{command}`\n"
-            f"- commit `{_commit()}`, executed {datetime.date.today().isoformat()} on {machine}\n"
+            f"- commit `{_commit()}`, executed {datetime.date.today().isoformat()} on {machine}; "
+            f"load average {os.getloadavg()[2]:.1f} over the 15 minutes before it ended (other runs share the cores "
+            f"when it exceeds the cores in use)\n"
             f"- wall time of this chapter: {seconds / 60:.1f} minutes (its models and evaluations computed in "
             f"this run or read back from the cache of an earlier, interrupted one)\n:::")
     nb.cells.insert(1, nbformat.v4.new_markdown_cell(note))

@@ -64,9 +64,9 @@ def robust_images(ch: Chapter, model: TrainedModel, n: int | None = None) -> int
     """How many test images (from the first) a robust table attacks ``model`` on: ``n`` if
     given, else every test image for the :data:`CHEAP` recipes and ``n_robust`` for the
     costly models (the diffusion classifier, RDC, the smoothed models); ABS and the
-    E-ABS-style model take ``abs_images`` where it is set (on 28×28 images their latent
-    search per attack step costs what a whole CNN attack does). Tables compare two models
-    on the images they share (the first ones)."""
+    E-ABS-style model take ``abs_images`` where it is set (a large latent search, as at the
+    paper's 8,000 samples, makes every attack step costly). Tables compare two models on
+    the images they share (the first ones)."""
     if n is not None:
         return n
     recipe = model.spec.get("recipe")
