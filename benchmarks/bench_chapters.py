@@ -9,7 +9,10 @@
 3. The diffusion classifier's network evaluations per second, multi-head (one pass per
    timestep) vs one pass per class and timestep (target: speed-up >= 8x at K = 10).
 
-    make bench      # or: python benchmarks/bench_chapters.py [--chapters 01_energy] [--skip-chapters]
+    make bench      # or: python benchmarks/bench_chapters.py [--book] [--chapters 01_energy] [--skip-chapters]
+
+4. With ``--book``: the whole book as ``make book`` executes it, cold then warm, and the ten
+   costliest cells of the cold run with their share of all cell time.
 """
 from __future__ import annotations
 
@@ -141,6 +144,39 @@ def bench_diffusion(repeats: int = 5) -> None:
               f"{per_image[False] / per_image[True]:>8.1f}x", flush=True)
 
 
+def costliest_cells(folder: str, k: int = 10) -> list[tuple[float, str, int, str]]:
+    """The ``k`` longest cells of the executed notebooks in ``folder`` (papermill's durations):
+    (seconds, chapter, cell index, first line of the cell)."""
+    import nbformat
+
+    cells = []
+    for f in sorted(os.listdir(folder)):
+        if f.endswith(".ipynb"):
+            for i, c in enumerate(nbformat.read(os.path.join(folder, f), 4).cells):
+                seconds = (c.metadata.get("papermill") or {}).get("duration") or 0.0
+                if c.cell_type == "code":
+                    cells.append((seconds, f[:-6], i, c.source.splitlines()[0][:70] if c.source else ""))
+    return sorted(cells, reverse=True)[:k]
+
+
+def bench_book() -> None:
+    """The whole book as `make book` executes it (two chapters at a time), cold in a fresh
+    cache and then warm, and the ten costliest cells of the cold run with their share."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "ROBGEN_CACHE": os.path.join(tmp, "cache"), "TQDM_DISABLE": "1"}
+        times = {}
+        for run in ("cold", "warm"):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "robgen_lib.book.execute", "--out", os.path.join(tmp, run)],
+                           check=True, env=env, cwd=ROOT)
+            times[run] = time.perf_counter() - t
+        total = sum(s for s, *_ in costliest_cells(os.path.join(tmp, "cold"), 10_000))
+        print(f"book: cold {times['cold'] / 60:.1f} min (target <= 15), warm {times['warm']:.0f} s (target <= 120); "
+              f"the costliest cells of the cold run ({total / 60:.1f} min of cell time in all):", flush=True)
+        for seconds, chapter, index, first in costliest_cells(os.path.join(tmp, "cold")):
+            print(f"  {seconds:7.1f} s  {100 * seconds / total:4.1f} %  {chapter} cell {index}: {first}", flush=True)
+
+
 def _time(f) -> float:
     t = time.perf_counter()
     f()
@@ -151,8 +187,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--chapters", nargs="*", default=list(TARGETS), choices=list(TARGETS))
     ap.add_argument("--skip-chapters", action="store_true", help="only the PGD and diffusion speed comparisons")
+    ap.add_argument("--book", action="store_true", help="also the whole book cold and warm, and its costliest cells")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores", flush=True)
+    if args.book:
+        bench_book()
     if not args.skip_chapters:
         for name in args.chapters:
             bench_chapter(name)
