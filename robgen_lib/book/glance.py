@@ -66,10 +66,8 @@ def _text_fragment(claim: str, length: int = 60) -> str:
 def _cell(v: Verdict | None, page: str, why: str) -> str:
     if v is None:
         return f"*{why or 'not printed'}*"
-    word = f"**{v.status}**" + (" (unsettled)" if v.unsettled else "")
     href = f"{page}.html#:~:text={_text_fragment(v.claim)}"
-
-    return f'<a href="{href}">{word}</a>: {_key_number(v.measured)}'
+    return f'<a href="{href}">{v.in_table}</a>: {_key_number(v.measured)}'
 
 
 def glance_table(root: str = ROOT) -> str:

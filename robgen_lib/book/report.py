@@ -28,6 +28,11 @@ class Verdict:
     unsettled: bool = False
 
     @property
+    def in_table(self) -> str:
+        """The verdict word as a table cell shows it: bold, with a short unsettled mark."""
+        return f"**{self.status}**" + (" (unsettled)" if self.unsettled else "")
+
+    @property
     def shown(self) -> str:
         """The verdict word as printed, with the unsettled mark where it applies."""
         return f"{self.status} ({UNSETTLED})" if self.unsettled else self.status
@@ -109,7 +114,7 @@ class Report:
     def markdown(self) -> str:
         return markdown_table(["claim", "paper", f"this run (profile `{self.profile}`)", "verdict"],
                               [(v.claim, v.paper, v.measured,
-                               f"**{v.status}**" + (" (unsettled)" if v.unsettled else ""))
+                               v.in_table)
                                for v in self.verdicts])
 
 
