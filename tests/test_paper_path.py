@@ -27,7 +27,7 @@ CLASSES, TRAIN_PER_CLASS, TEST_PER_CLASS = 3, 10, 4   # 30 train (10 held out), 
 
 #: The paper profile turned down to seconds (only the knobs a chapter takes are passed to it).
 TINY = dict(
-    device="cpu", dataset="imagefolder", n_heldout=10, n_eval=10, epochs=1, robust_epochs=1, batch_size=8,
+    device="cpu", dataset="imagefolder", min_accuracy=0, n_heldout=10, n_eval=10, epochs=1, robust_epochs=1, batch_size=8,
     train_steps=1, steps=2, step_grid="0,1,2", eps_grid="0,0.03", hist_steps=1, n_seeds=1, n_jeat_seeds=1,
     temperatures="1", lam_grid="1,2", sigma_grid="0,0.1", jeat_epochs=1, sgld_steps=1, buffer_size=16,
     gen_steps=2, n_gen=2, n_show=2, landscape_points=3, rank_points=3, n_landscape=1, fidelity=False,

@@ -196,3 +196,40 @@ def test_every_model_kind_trains_in_the_one_loop_and_stops_on_a_non_finite_loss(
     model = build_model("small_cnn", in_channels=1, num_classes=10, image_size=8)
     with pytest.raises(TrainingFailed, match="loss became nan at epoch 1"):
         train(model, digits.train, lambda m, x, y, g: nan(), epochs=1, batch_size=64, lr=0.05, progress=False)
+
+
+def test_a_budget_ramp_grows_the_adversarial_budget_linearly_then_holds(digits):
+    from robgen_lib.core.fit import ramped
+
+    assert ramped(0.3, 0.05, 0.0, 0.0) == (0.3, 0.05)   # no ramp: the full budget from the first step
+    assert ramped(0.3, 0.06, 0.5, 0.25) == pytest.approx((0.15, 0.03))
+    assert ramped(0.3, 0.06, 0.5, 0.9) == (0.3, 0.06)
+    seen = []
+
+    class Watched(PGDTraining):
+        def __call__(self, model, x, y, generator=None):
+            seen.append(self.done)
+            return super().__call__(model, x, y, generator)
+
+    model = build_model("small_cnn", in_channels=1, num_classes=10, image_size=8)
+    train(model, digits.train.head(256), Watched(0.1, 0.05, 2, ramp=0.5), epochs=2, batch_size=64, lr=0.05,
+          progress=False)
+    assert seen == [i / 8 for i in range(8)]   # the loop reports the fraction of steps done before each
+    assert "ramp" not in PGDTraining(0.1, 0.05, 2).spec() and PGDTraining(0.1, 0.05, 2, ramp=0.5).spec()["ramp"] == 0.5
+
+
+def test_a_chapter_refuses_a_classifier_no_better_than_chance(monkeypatch):
+    from robgen_lib.book import chapter as chapter_module
+
+    asked = {}
+
+    def fake_obtain(recipe, data, **kwargs):
+        asked[recipe.kind] = kwargs["min_accuracy"]
+        raise TrainingFailed("stop")
+
+    ch = chapter_module.Chapter("quick", chapter="rdc")
+    monkeypatch.setattr(chapter_module, "obtain", fake_obtain)
+    for name in ("standard", "denoiser"):
+        with pytest.raises(TrainingFailed):
+            ch.model(name)
+    assert asked == {"classifier": pytest.approx(0.15), "denoiser": None}   # classifiers only: 1.5 x chance

@@ -13,7 +13,7 @@ import torch
 
 from ..core.cached import cached_call
 from ..core.data import Dataset, load_dataset
-from ..core.fit import TrainedModel, obtain
+from ..core.fit import ClassifierRecipe, TrainedModel, obtain
 from ..core.runtime import pick_device, seed_everything
 from ..core.store import ArtifactStore
 from .knobs import KNOBS, Config, chapter_parameters, check_counts, resolve
@@ -68,8 +68,15 @@ class Chapter:
 
     def obtain(self, model_recipe, *, data: Dataset | None = None) -> TrainedModel:
         """The model of a recipe on the chapter's data (or ``data``); each trained network is
-        loaded once per chapter and shared by every model assembled from it."""
-        return obtain(model_recipe, data or self.data, device=self.device, store=self.store, memo=self._models)
+        loaded once per chapter and shared by every model assembled from it. A classifier no
+        better than ``min_accuracy`` (default 1.5 × chance: one that settled on a single class)
+        stops the chapter: no claim is judged against it."""
+        data = data or self.data
+        floor = None
+        if isinstance(model_recipe, ClassifierRecipe):
+            floor = 1.5 / data.num_classes if self.cfg.min_accuracy is None else self.cfg.min_accuracy
+        return obtain(model_recipe, data, device=self.device, store=self.store, memo=self._models,
+                      min_accuracy=floor)
 
     def load_other(self, name: str) -> Dataset:
         """A dataset with this run's sizes (e.g. CIFAR-10 for chapter 5's out-of-domain

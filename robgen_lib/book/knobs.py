@@ -88,6 +88,11 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          'step of the PGD that adversarial training uses', paper=2 / 255, mnist=0.05),
     Knob("train_steps", integer(1, 1000), 7, ALL, 'steps of the PGD that adversarial training uses', paper=10,
          mnist=10),
+    Knob("min_accuracy", number(0.0, 1.0), None, ALL,
+         "test accuracy a trained classifier must exceed or the chapter stops (unset: 1.5 x chance; 0: no check)"),
+    Knob("train_ramp", number(0.0, 1.0), 0.0, ALL,
+         'fraction of adversarial training over which its budget grows linearly from 0 (0: full from the start)',
+         mnist=0.5),
     Knob("eps", budget(lo_open=True), 0.3, 'energy he_pgd jeat', "ℓ∞ budget of the chapter's PGD", paper=8 / 255,
          mnist=0.3),
     Knob("step_size", budget(lo_open=True), 0.0375, 'energy he_pgd jeat', "step of the chapter's PGD", paper=1 / 255,
@@ -152,9 +157,9 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("denoiser_weights", optional_path, None, 'rdc abs yardstick',
          'a state-dict file for the denoiser instead of training one'),
     Knob("timesteps", integer(1, 1000), 16, 'rdc yardstick',
-         'timesteps T′ the diffusion classifier averages over', paper=50),
+         'timesteps T′ the diffusion classifier averages over', paper=50, mnist=8),
     Knob("timestep_grid", list_of(integer(1, 1000)), (4, 8, 16, 64, 128), 'rdc',
-         'T′ values of the timestep sweep', paper=(5, 10, 25, 50, 100), mnist=(4, 16, 64)),
+         'T′ values of the timestep sweep', paper=(5, 10, 25, 50, 100), mnist=(4, 8, 32)),
     Knob("dc_min_clean", number(0.0, 1.0), 0.9, 'rdc',
          "clean accuracy the diffusion classifier must exceed to stand in for the paper's (its ≈ 93.5 % on CIFAR-10)",
          paper=0.85, mnist=0.98),
@@ -174,7 +179,8 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("n_robust", integer(1, 1_000_000), 64, 'rdc abs yardstick',
          'test images of the robust-accuracy tables', paper=512, at_most="test"),
     Knob("abs_images", integer(1, 1_000_000), None, 'abs yardstick',
-         'test images ABS and the E-ABS-style model are attacked on (unset: every test image)', at_most="test"),
+         'test images ABS and the E-ABS-style model are attacked on (unset: every test image)', at_most="test",
+         mnist=250),
     Knob("rob_eps", budget(lo_open=True), 0.1, 'rdc yardstick',
          'ℓ∞ budget of the robust-accuracy tables', paper=8 / 255, mnist=0.3),
     Knob("l2_eps", number(0.0, 1e3, lo_open=True), 0.5, 'rdc yardstick', 'ℓ2 budget of the robust-accuracy tables',
@@ -188,7 +194,7 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          'the small ℓ∞ budget at which the diffusion classifier must beat the standard CNN', paper=2 / 255,
          mnist=0.05),
     Knob("n_grad_check", integer(1, 1_000_000), 32, 'rdc', 'test images of the BPDA-vs-exact gradient check',
-         paper=256, at_most="test"),
+         paper=256, at_most="test", mnist=16),
     Knob("abs_latent", integer(1, 4096), 8, 'abs yardstick', 'latent size of the ABS class VAEs'),
     Knob("abs_width", integer(4, 65_536), 64, 'abs yardstick', 'width of the ABS class VAEs', paper=128),
     Knob("abs_epochs", integer(1, 10_000), 50, 'abs yardstick', 'epochs of the ABS class VAEs', paper=10, mnist=30),
@@ -310,8 +316,13 @@ class Config(Mapping):
             return str(v)
 
         shown = [(k, v) for k, v in self.values if self.chapter is None or self.chapter in KNOBS[k].chapters]
-        return markdown_table(["parameter", "value", "what it is"],
-                              [(f"`{k}`", fmt(v), KNOBS[k].doc) for k, v in shown])
+        if self.profile == "paper":
+            return markdown_table(["parameter", "value", "what it is"],
+                                  [(f"`{k}`", fmt(v), KNOBS[k].doc) for k, v in shown])
+        paper = profile_values("paper", self.chapter)   # what this run scales down, side by side
+        return markdown_table(["parameter", "value", "at the paper profile", "what it is"],
+                              [(f"`{k}`", fmt(v), "" if k in ("profile", "device") or paper[k] == v else fmt(paper[k]),
+                                KNOBS[k].doc) for k, v in shown])
 
 
 def resolve(profile: str = "quick", *, chapter: str | None = None, **overrides: Any) -> Config:

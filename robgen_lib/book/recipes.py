@@ -43,7 +43,7 @@ def _classifier(c: Config, data: Dataset, objective, *, robust: bool, seed: int 
 
 
 def _pgd(c: Config) -> PGDTraining:
-    return PGDTraining(c.train_eps, c.train_step_size, c.train_steps)
+    return PGDTraining(c.train_eps, c.train_step_size, c.train_steps, ramp=c.train_ramp)
 
 
 def standard(c, data, *, seed=None):
@@ -52,7 +52,8 @@ def standard(c, data, *, seed=None):
 
 
 def robust(c, data, *, seed=None):
-    """PGD adversarial training (``train_eps``, ``train_step_size``, ``train_steps``) of ``robust_model``."""
+    """PGD adversarial training (``train_eps``, ``train_step_size``, ``train_steps``, the budget
+    ramped over the first ``train_ramp`` of training) of ``robust_model``."""
     return _classifier(c, data, _pgd(c), robust=True, seed=seed)
 
 
@@ -70,7 +71,8 @@ def jeat(c, data, *, seed=None):
     seed = c.seed if seed is None else seed
     objective = JEATTraining(c.train_eps, c.train_step_size, c.train_steps, sgld_steps=c.sgld_steps,
                              sgld_step=c.sgld_step, sgld_noise=c.sgld_noise, buffer_size=c.buffer_size,
-                             reinit=c.reinit, energy_penalty=c.energy_penalty, cd_weight=c.cd_weight, seed=seed)
+                             reinit=c.reinit, energy_penalty=c.energy_penalty, cd_weight=c.cd_weight, seed=seed,
+                             ramp=c.train_ramp)
     return _classifier(c, data, objective, robust=True, seed=seed, epochs=c.jeat_epochs, lr=c.jeat_lr)
 
 

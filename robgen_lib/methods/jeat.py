@@ -22,6 +22,7 @@ from torch import nn
 from ..core.attacks import pgd
 from ..core.energy import marginal_energy
 from ..core.errors import ConfigError, TrainingFailed
+from ..core.fit import ramped
 from ..core.models import frozen_batchnorm
 from .sampling import sgld
 
@@ -53,10 +54,12 @@ class JEATTraining:
 
     def __init__(self, eps: float, step_size: float, steps: int, *, sgld_steps: int = 20, sgld_step: float = 1.0,
                  sgld_noise: float = 0.01, buffer_size: int = 10_000, reinit: float = 0.05,
-                 energy_penalty: float = 0.1, cd_weight: float = 1.0, max_energy: float = 1e4, seed: int = 0):
+                 energy_penalty: float = 0.1, cd_weight: float = 1.0, max_energy: float = 1e4, seed: int = 0,
+                 ramp: float = 0.0):
         if cd_weight < 0 or energy_penalty < 0:
             raise ConfigError(f"cd_weight and energy_penalty must be >= 0, got {cd_weight} and {energy_penalty}")
         self.eps, self.step_size, self.steps = eps, step_size, steps
+        self.ramp, self.done = ramp, 1.0   # the PGD budget's ramp, as in PGDTraining (fit.ramped)
         self.cd_weight = cd_weight
         self.sgld_steps, self.sgld_step, self.sgld_noise = sgld_steps, sgld_step, sgld_noise
         self.buffer_size, self.reinit, self.energy_penalty = buffer_size, reinit, energy_penalty
@@ -69,7 +72,11 @@ class JEATTraining:
         return {"name": "jeat", "eps": self.eps, "step_size": self.step_size, "steps": self.steps,
                 "sgld_steps": self.sgld_steps, "sgld_step": self.sgld_step, "sgld_noise": self.sgld_noise,
                 "buffer_size": self.buffer_size, "reinit": self.reinit, "energy_penalty": self.energy_penalty,
-                "cd_weight": self.cd_weight, "sample_norm": "running", "seed": self.seed}
+                "cd_weight": self.cd_weight, "sample_norm": "running", "seed": self.seed,
+                **({"ramp": self.ramp} if self.ramp > 0 else {})}
+
+    def set_progress(self, done: float) -> None:
+        self.done = done
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator=None) -> torch.Tensor:
         """The loss of one batch (JEAT draws from its own seeded generator, not the loop's).
@@ -79,7 +86,8 @@ class JEATTraining:
         """
         if self.buffer is None:
             self.buffer = ReplayBuffer(self.buffer_size, tuple(x.shape[1:]), self.reinit, self.gen)
-        x_adv = pgd(model, x, y, eps=self.eps, step_size=self.step_size, steps=self.steps)
+        eps, step = ramped(self.eps, self.step_size, self.ramp, self.done)
+        x_adv = pgd(model, x, y, eps=eps, step_size=step, steps=self.steps) if eps > 0 else x
         start, idx = self.buffer.sample(len(x))
         samples = sgld(model, start.to(x.device), steps=self.sgld_steps, step_size=self.sgld_step,
                        noise=self.sgld_noise, generator=self.gen)
