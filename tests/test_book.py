@@ -76,6 +76,19 @@ def test_committed_notebooks_follow_the_conventions():
         assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", [])), nb
 
 
+def test_every_figure_of_a_chapter_has_a_caption_saying_what_to_look_at():
+    for nb in CHAPTERS:
+        for c in nbformat.read(os.path.join(ROOT, "chapters", nb), 4).cells:
+            draws = "plots." in c.source or "_figure(" in c.source
+            if c.cell_type != "code" or not (draws or any("image/png" in o.get("data", {}) for o in c.outputs)):
+                continue
+            figure = c.metadata.get("mystnb", {}).get("figure", {})
+            assert len(figure.get("caption", "")) > 40 and not figure.get("caption_before"), f"{nb} {c.id}: no caption"
+            # the caption wraps every display of the cell: the figure must be its only one
+            shown = [o for o in c.get("outputs", []) if o.output_type in ("display_data", "execute_result")]
+            assert len(shown) <= 1 and all("image/png" in o.data for o in shown), f"{nb} {c.id}: more than the figure"
+
+
 def test_the_executor_runs_chapter_one_first_and_six_last_and_refuses_an_unknown_chapter():
     from robgen_lib.book.execute import chapters
 
@@ -116,7 +129,8 @@ THEME_NOISE = (re.compile(r"^Identifier 'THEBE_JS_URL' has already been declared
 PAGE_FACTS = """() => ({
   text: document.querySelector('main') ? document.querySelector('main').innerText : document.body.innerText,
   typeset: document.querySelectorAll('mjx-container').length,
-  images: [...document.querySelectorAll('main img')].map(i => [i.getAttribute('src'), i.naturalWidth, i.naturalHeight]),
+  images: [...document.querySelectorAll('main img')].map(i => [i.getAttribute('src'), i.naturalWidth, i.naturalHeight,
+    i.getBoundingClientRect().width, !!(i.closest('figure') && i.closest('figure').querySelector('figcaption'))]),
   links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href')),
   tables: [...document.querySelectorAll('main table')].map(t => t.innerText.slice(0, 200).toLowerCase()),
 })"""
@@ -143,8 +157,12 @@ def test_a_reader_sees_typeset_math_loaded_figures_and_working_links(built, brow
     source = (ROOT + "/" + page + (".md" if page in ("intro", "guide", "bibliography") else ".ipynb"))
     if "$" in open(source, encoding="utf-8").read():
         assert facts["typeset"] > 0, f"{page}: the page has math but MathJax typeset none of it"
-    for src, w, h in facts["images"]:
+    for src, w, h, shown, captioned in facts["images"]:
         assert w > 0 and h > 0, f"{page}: figure {src} did not load"
+        # drawn at 100 dpi with >= 9 pt text (tests/test_plots.py): shown at full size, the text stays >= 9 pt
+        assert shown >= w - 1, f"{page}: figure {src} is {w} px wide but shown at {shown:.0f} px: its text shrinks"
+        if page not in ("intro", "guide", "bibliography"):
+            assert captioned, f"{page}: figure {src} has no caption under it"
     for href in facts["links"]:
         if re.match(r"^(https?:|mailto:|#|javascript:)", href):
             continue

@@ -222,23 +222,23 @@ def sigma_sweep_figure(quality: Mapping[str, dict], flatness: Mapping[str, dict]
     sig = [float(s) for s in sigma_grid]
     names = sweep_names(sig)
     pairs = score_pairs(quality)
-    fig, axes = plots.plt.subplots(1, len(pairs) + 1, figsize=(3.6 * (len(pairs) + 1), 3.2))
+    noise, robust = plots.model_colour("noise-trained"), plots.model_colour("adversarially trained")
+    fig, axes = plots.grid(len(pairs) + 1, 2.6)
     for ax, (s, m) in zip(axes, pairs):
-        ax.plot(sig, [quality[n][s][m] for n in names], "o-", color=plots.PALETTE[0], label="noise-trained")
+        ax.plot(sig, [quality[n][s][m] for n in names], "o-", color=noise, label="noise-trained")
         for i, q in enumerate(other_seeds):
-            ax.plot(sig, [q[n][s][m] for n in names], "o", ms=3, alpha=0.6, color=plots.PALETTE[0],
+            ax.plot(sig, [q[n][s][m] for n in names], "o", ms=3, alpha=0.6, color=noise,
                     label="other training seeds" if i == 0 else None)
-        ax.axhline(quality["adversarially trained"][s][m], color=plots.PALETTE[1], ls="--",
-                   label="adversarially trained")
-        ax.set_title(s, fontsize=9)
+        ax.axhline(quality["adversarially trained"][s][m], color=robust, ls="--", label="adversarially trained")
+        ax.set_title(s)
         ax.set_xlabel("training noise σ")
         ax.set_ylabel(m.replace("_", "-") + (" ↑" if m == "is_style" else " ↓"))
-        ax.legend(fontsize=7)
-    axes[-1].plot(sig, [flatness[n]["grad_norm"] for n in names], "o-", color=plots.PALETTE[0])
-    axes[-1].axhline(flatness["adversarially trained"]["grad_norm"], color=plots.PALETTE[1], ls="--")
+    axes[-1].plot(sig, [flatness[n]["grad_norm"] for n in names], "o-", color=noise)
+    axes[-1].axhline(flatness["adversarially trained"]["grad_norm"], color=robust, ls="--")
+    axes[-1].set_title("flatness")
     axes[-1].set_xlabel("training noise σ")
     axes[-1].set_ylabel("mean ‖∇E(x,y)‖ at data")
-    fig.tight_layout()
+    plots.shared_legend(fig, axes)
     return fig
 
 
@@ -331,21 +331,22 @@ def at_least_as_robust(correct_a: Mapping[int, torch.Tensor], correct_b: Mapping
 def training_history_figure(jeat_history: dict, robust_history: dict):
     """Left: test accuracy per epoch of JEAT and the adversarially trained model. Right: JEAT's
     mean marginal energy E(x) per epoch, of the attacked data and of its SGLD samples."""
-    fig, axes = plots.plt.subplots(1, 2, figsize=(11, 3.4))
-    for h, label, colour in [(robust_history, "adversarially trained", plots.PALETTE[1]),
-                             (jeat_history, "JEAT", plots.PALETTE[0])]:
+    fig, axes = plots.grid(2, 3.1)
+    for h, label in [(robust_history, "adversarially trained"), (jeat_history, "JEAT")]:
+        colour = plots.model_colour(label)
         axes[0].plot(range(1, len(h["test_accuracy"]) + 1), [100 * a for a in h["test_accuracy"]], "o-", ms=3,
                      color=colour, label=label)
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("test accuracy (%)")
-    axes[0].legend(fontsize=8)
+    axes[0].legend()
     epochs = range(1, len(jeat_history["energy_data"]) + 1)
-    axes[1].plot(epochs, jeat_history["energy_data"], "o-", ms=3, label="E(x_adv), data")
-    axes[1].plot(epochs, jeat_history["energy_samples"], "s--", ms=3, label="E(x̂), SGLD samples")
+    data_colour, sample_colour = plots.colours(["data", "samples"])
+    axes[1].plot(epochs, jeat_history["energy_data"], "o-", ms=3, color=data_colour, label="E(x_adv), data")
+    axes[1].plot(epochs, jeat_history["energy_samples"], "s--", ms=3, color=sample_colour, label="E(x̂), SGLD samples")
     axes[1].set_xlabel("epoch")
     axes[1].set_ylabel("mean marginal energy E(x)")
     axes[1].set_title("JEAT")
-    axes[1].legend(fontsize=8)
+    axes[1].legend()
     fig.tight_layout()
     return fig
 
