@@ -93,9 +93,10 @@ def _machine(threads: int, jobs: int) -> str:
     return f"{os.cpu_count()} cores ({cpu}), {jobs} chapter(s) at a time with {threads} thread(s) each"
 
 
-def mark_edition(path: str, edition: str, *, params, seconds: float, machine: str, command: str) -> None:
+def mark_edition(path: str, edition: str, *, params, seconds: float, machine: str, command: str,
+                 commit: str) -> None:
     """Make an executed notebook a page of ``edition``: its title gains the name, and a note
-    under the title gives the run's provenance."""
+    under the title gives the run's provenance (``commit``: the checkout as the run started)."""
     import nbformat   # papermill's dependency
 
     nb = nbformat.read(path, as_version=4)
@@ -107,7 +108,7 @@ def mark_edition(path: str, edition: str, *, params, seconds: float, machine: st
     note = (f":::{{note}} {edition}: provenance\n"
             f"- parameters: {shown}\n"
             f"- regenerate: `{command}`\n"
-            f"- commit `{_commit()}`, executed {datetime.date.today().isoformat()} on {machine}; "
+            f"- commit `{commit}`, executed {datetime.date.today().isoformat()} on {machine}; "
             f"load average {os.getloadavg()[2]:.1f} over the 15 minutes before it ended (other runs share the cores "
             f"when it exceeds the cores in use)\n"
             f"- wall time of this chapter: {seconds / 60:.1f} minutes (its models and evaluations computed in "
@@ -126,7 +127,7 @@ def execute(names=(), *, jobs: int = 2, out_dir: str | None = None, params=(), c
         raise SystemExit("--edition needs --out, the folder of the edition's pages")
     jobs = min(jobs, len(todo))
     threads = max(1, (cores or os.cpu_count() or 1) // jobs)
-    machine = _machine(threads, jobs)
+    machine, commit = _machine(threads, jobs), _commit()   # the code as the run starts
     results: dict = {}
     with tempfile.TemporaryDirectory() as scratch:
         target = os.path.abspath(out_dir) if out_dir else None
@@ -143,7 +144,7 @@ def execute(names=(), *, jobs: int = 2, out_dir: str | None = None, params=(), c
                     done = os.path.join(scratch, name + ".ipynb")
                     if edition:
                         mark_edition(done, edition, params=params, seconds=seconds, machine=machine,
-                                     command=command or "python -m robgen_lib.book.execute")
+                                     command=command or "python -m robgen_lib.book.execute", commit=commit)
                     shutil.move(done, os.path.join(target, name + ".ipynb"))
                 print(f"  {name}: {'done' if not error else 'FAILED'} in {seconds:.0f} s"
                       + (f" — {error}" if error else ""), flush=True)
