@@ -80,3 +80,14 @@ def test_series_without_models_take_distinct_colours():
     got = plots.colours(["clean", "PGD-5", "PGD-40", "HE-PGD"])
     assert got == plots.PALETTE[:4] and len(set(got)) == 4
     assert plots.colours(["clean", "standard CNN"])[0] != plots.model_colour("standard CNN")
+
+
+def test_the_reading_guide_shows_each_models_colour_as_the_figures_draw_it():
+    import os
+    import re
+
+    guide = open(os.path.join(os.path.dirname(__file__), "..", "guide.md"), encoding="utf-8").read()
+    rows = dict(re.findall(r"^\| ([^|]+?) \| <span style=\"color:(#[0-9A-F]{6})\">", guide, re.M))
+    assert len(rows) == len(BOOK_MODELS)
+    for name, colour in rows.items():
+        assert plots.model_colour(name) == colour, name
