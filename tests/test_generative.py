@@ -87,3 +87,22 @@ def test_latent_descent_stays_in_the_ball_and_breaks_abs_with_a_large_budget(vae
     assert fooled > 0.9                                      # with the whole image space it reaches the other class
     with pytest.raises(ConfigError):
         latent_descent_attack(model, x, y, norm="l3", eps=0.5)
+
+
+def test_the_batched_search_scores_each_class_as_its_own_decoder_would():
+    """Without Adam steps ABS's score is the best prior sample's d + β‖z‖², per class; the K
+    decoders run as one batched network must give what each decoder gives alone."""
+    from robgen_lib.core.parallel import batch_generator
+    from robgen_lib.methods.generative import ABS, ClassVAE
+
+    torch.manual_seed(0)
+    vaes = [ClassVAE((1, 8, 8), latent=3, width=16) for _ in range(4)]
+    model = ABS(vaes, n_samples=20, steps=0, beta=0.5, radius=2.0)
+    x = torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        got = model.scores(x)
+        for k, v in enumerate(vaes):
+            cand = model._project(torch.randn(20, 3, generator=batch_generator(model.seed, k)))
+            d = ((torch.sigmoid(v.dec(cand)).unsqueeze(0) - x.flatten(1).unsqueeze(1)) ** 2).sum(2) \
+                + 0.5 * cand.pow(2).sum(1)
+            assert torch.allclose(got[:, k], d.min(1).values, atol=1e-5)

@@ -102,8 +102,8 @@ def test_each_wrapper_reports_the_networks_a_prediction_runs(trained):
     assert networks_of(dc) == networks_of(RDC(dc)) == [den]
     vaes = [ClassVAE((1, 8, 8), latent=2, width=8) for _ in range(3)]
     plain, featured = ABS(vaes), ABS(vaes, embed=FeatureSimilarity(trained.model))
-    assert networks_of(plain) == [v.dec for v in vaes]
-    assert networks_of(featured) == [v.dec for v in vaes] + [trained.model]
+    assert networks_of(plain) == [plain.decoders]              # the K decoders, run as one batched network
+    assert networks_of(featured) == [featured.decoders, trained.model]
     smoothed_dtc = SoftSmoothed(denoise_then_classify(den, trained.model, 0.25), 0.25, n=2)
     assert networks_of(smoothed_dtc) == [den, trained.model]
     assert networks_of(trained.model) == [trained.model]

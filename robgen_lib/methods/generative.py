@@ -10,9 +10,13 @@
   encoder's latent, and the latent search starts from the encoder's guess as well.
 * Pluggable similarity: d = squared Euclidean distance between embeddings — of pixels
   (:func:`pixels`), or of a fixed network's features (:class:`FeatureSimilarity`).
+* The K searches run as one: :class:`ClassDecoders` applies every class's decoder to its own
+  latents in one batched product per layer, and one Adam moves all K·B latents (Adam is
+  elementwise, so this is K independent searches, step for step).
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
@@ -20,6 +24,7 @@ from typing import Any, Callable, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
 
 from ..core.attacks import RULES
 from ..core.data import Dataset
@@ -86,6 +91,31 @@ class FeatureSimilarity:
         return feats[0]
 
 
+class ClassDecoders(nn.Module):
+    """The decoders of K class VAEs as one network: latents (K·M, L), class-major (the first M
+    belong to class 0), → images (K·M, C, H, W), each decoded by its own class's decoder.
+
+    Written for speed, not available in a library: ``torch.func.vmap`` over the stacked
+    weights turns K small matrix products per layer into one batched product (about 3× faster
+    at 8×8 on a CPU, the same numbers). The weights are stacked afresh at each call, detached
+    (nothing trains through ABS), so the VAEs stay the one copy of them. A forward hook sees
+    the K·M images of a call, as it saw M per decoder before."""
+
+    def __init__(self, vaes):
+        super().__init__()
+        self._vaes = list(vaes)                         # not registered: ABS owns them
+        self._template = copy.deepcopy(self._vaes[0].dec).to("meta")
+        self.shape = self._vaes[0].shape
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        params, buffers = stack_module_state([v.dec for v in self._vaes])
+        params = {k: v.detach() for k, v in params.items()}
+        k = len(self._vaes)
+        out = vmap(lambda p, b, zz: functional_call(self._template, (p, b), (zz,)))(params, buffers,
+                                                                                    z.view(k, -1, z.shape[-1]))
+        return torch.sigmoid(out).view(-1, *self.shape)
+
+
 class ABS(nn.Module):
     """Analysis-by-synthesis classifier over K class VAEs (see the module docstring)."""
 
@@ -96,12 +126,13 @@ class ABS(nn.Module):
         if radius <= 0 or n_samples < 1 or steps < 0:
             raise ConfigError(f"ABS needs radius > 0, n_samples >= 1, steps >= 0; got {radius}, {n_samples}, {steps}")
         self.vaes = nn.ModuleList(vaes)
+        self.decoders = ClassDecoders(vaes)
         self.alpha, self.beta, self.n_samples, self.steps, self.lr = alpha, beta, n_samples, steps, lr
         self.radius, self.embed, self.encoder_init, self.seed = radius, embed, encoder_init, seed
 
     def networks(self) -> list[nn.Module]:
         """The networks whose passes make up one prediction's cost (see ``yardstick.networks_of``)."""
-        return [v.dec for v in self.vaes] + getattr(self.embed, "networks", lambda: [])()
+        return [self.decoders] + getattr(self.embed, "networks", lambda: [])()
 
     @property
     def num_classes(self) -> int:
@@ -111,28 +142,37 @@ class ABS(nn.Module):
         norm = z.norm(dim=1, keepdim=True).clamp_min(1e-12)
         return z * (self.radius / norm).clamp(max=1.0)
 
-    def _objective(self, vae: ClassVAE, ex: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return (self.embed(vae.decode(z)) - ex).pow(2).sum(1) + self.beta * z.pow(2).sum(1)
+    def _decode_all(self, z: torch.Tensor) -> torch.Tensor:
+        """dec_k(z[k]) for latents (K, M, L): images (K, M, C, H, W)."""
+        return self.decoders(z.reshape(-1, z.shape[-1])).view(*z.shape[:2], *self.decoders.shape)
 
-    def latent_search(self, k: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The latent of class ``k`` for each image, and the score it reached (both detached).
+    def _objective(self, ex: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """d(x, dec_k(z_k)) + β‖z_k‖² for embeddings ``ex`` (B, D) and latents (K, B, L): (K, B)."""
+        k, b = z.shape[:2]
+        emb = self.embed(self._decode_all(z).flatten(0, 1)).view(k, b, -1)
+        return (emb - ex).pow(2).sum(2) + self.beta * z.pow(2).sum(2)
 
-        Best of the seeded prior samples (and the encoder's mean, if ``encoder_init``),
-        then Adam steps inside the ℓ2 ball; the best latent seen is kept, so the score
-        never increases along the search.
+    def search(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every class's latent for each image, (K, B, L), and the score it reached, (K, B) (both
+        detached).
+
+        Per class, the best of its seeded prior samples (and the encoder's mean, if
+        ``encoder_init``), then Adam steps inside the ℓ2 ball; the best latent seen is kept, so
+        the score never increases along the search.
         """
-        vae = self.vaes[k]
+        K = self.num_classes
         with torch.no_grad():
             ex = self.embed(x)
-            gen = batch_generator(self.seed, k)
-            cand = self._project(torch.randn(self.n_samples, vae.latent, generator=gen).to(x.device))
-            emb = self.embed(vae.decode(cand))
-            d = torch.cdist(ex, emb).pow(2) + self.beta * cand.pow(2).sum(1).view(1, -1)
-            best, idx = d.min(1)
-            z = cand[idx].clone()
+            cand = torch.stack([self._project(torch.randn(self.n_samples, v.latent, generator=batch_generator(
+                self.seed, k)).to(x.device)) for k, v in enumerate(self.vaes)])               # (K, S, L)
+            emb = torch.stack([self.embed(images) for images in self._decode_all(cand)])   # a class at a time:
+            # at the paper's 8,000 samples a feature network would hold all K·S images at once
+            d = torch.cdist(ex.unsqueeze(0).expand(K, -1, -1).contiguous(), emb).pow(2)
+            best, idx = (d + self.beta * cand.pow(2).sum(2).unsqueeze(1)).min(2)             # (K, B)
+            z = torch.gather(cand, 1, idx.unsqueeze(-1).expand(-1, -1, cand.shape[-1])).clone()
             if self.encoder_init:
-                zc = self._project(vae.encode(x)[0])
-                sc = self._objective(vae, ex, zc)
+                zc = self._project(torch.stack([v.encode(x)[0] for v in self.vaes]).flatten(0, 1)).view_as(z)
+                sc = self._objective(ex, zc)
                 better = sc < best
                 z[better], best = zc[better], torch.minimum(best, sc)
         if self.steps:
@@ -140,24 +180,26 @@ class ABS(nn.Module):
                 zz = z.clone().requires_grad_(True)
                 opt = torch.optim.Adam([zz], lr=self.lr)
                 for _ in range(self.steps):
-                    loss = self._objective(vae, ex, zz)
+                    loss = self._objective(ex, zz)
                     opt.zero_grad()
                     loss.sum().backward()
                     opt.step()
                     with torch.no_grad():
-                        zz.copy_(self._project(zz))
-                        now = self._objective(vae, ex, zz)
+                        zz.copy_(self._project(zz.flatten(0, 1)).view_as(zz))
+                        now = self._objective(ex, zz)
                         better = now < best
                         z[better], best = zz[better].detach(), torch.where(better, now, best)
         return z.detach(), best.detach()
 
+    def latent_search(self, k: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class ``k``'s part of :meth:`search`: its latent for each image and the score."""
+        z, best = self.search(x)
+        return z[k], best[k]
+
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """s_k(x) for every class, (N, K), differentiable in x at the latents found."""
-        out = []
-        for k, vae in enumerate(self.vaes):
-            z, _ = self.latent_search(k, x)
-            out.append(self._objective(vae, self.embed(x), z))
-        return torch.stack(out, 1)
+        z, _ = self.search(x)
+        return self._objective(self.embed(x), z).T
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return -self.alpha * self.scores(x)
@@ -166,15 +208,11 @@ class ABS(nn.Module):
     def explain(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every class model's best explanation of x: ``recon`` (N, K, C, H, W), ``distance``
         d(x, dec_k(z*)) and ``score`` (both (N, K))."""
-        recon, dist, score = [], [], []
-        ex = self.embed(x)
-        for k, vae in enumerate(self.vaes):
-            z, s = self.latent_search(k, x)
-            r = vae.decode(z)
-            recon.append(r)
-            dist.append((self.embed(r) - ex).pow(2).sum(1))
-            score.append(s)
-        return {"recon": torch.stack(recon, 1), "distance": torch.stack(dist, 1), "score": torch.stack(score, 1)}
+        z, score = self.search(x)
+        recon = self._decode_all(z)                                                            # (K, N, C, H, W)
+        k, n = z.shape[:2]
+        dist = (self.embed(recon.flatten(0, 1)).view(k, n, -1) - self.embed(x)).pow(2).sum(2)
+        return {"recon": recon.transpose(0, 1), "distance": dist.T, "score": score.T}
 
 
 def latent_descent_attack(model: ABS, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: float, steps: int = 10,
