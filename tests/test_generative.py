@@ -106,3 +106,11 @@ def test_the_batched_search_scores_each_class_as_its_own_decoder_would():
             d = ((torch.sigmoid(v.dec(cand)).unsqueeze(0) - x.flatten(1).unsqueeze(1)) ** 2).sum(2) \
                 + 0.5 * cand.pow(2).sum(1)
             assert torch.allclose(got[:, k], d.min(1).values, atol=1e-5)
+
+
+def test_abs_moves_to_a_device_like_any_model():
+    from robgen_lib.methods.generative import ABS, ClassVAE
+
+    model = ABS([ClassVAE((1, 8, 8), latent=2, width=8) for _ in range(3)], n_samples=4, steps=1)
+    model.to("cpu").to(torch.float32)                       # what obtain() does with an assembled model
+    assert model(torch.rand(2, 1, 8, 8)).shape == (2, 3)

@@ -104,7 +104,9 @@ class ClassDecoders(nn.Module):
     def __init__(self, vaes):
         super().__init__()
         self._vaes = list(vaes)                         # not registered: ABS owns them
-        self._template = copy.deepcopy(self._vaes[0].dec).to("meta")
+        # the layer structure functional_call fills in: weightless (meta) and unregistered,
+        # so that moving ABS to a device never touches it
+        object.__setattr__(self, "_template", copy.deepcopy(self._vaes[0].dec).to("meta"))
         self.shape = self._vaes[0].shape
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
