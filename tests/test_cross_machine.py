@@ -22,8 +22,10 @@ from nbval.plugin import get_sanitize_patterns
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SANITIZE = os.path.join(ROOT, "tests", "nbval_sanitize.cfg")
 FORCED = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}
-#: Chapter 1 at a fraction of the quick profile's cost: fewer robust epochs, attack steps and sweeps.
-SMALL = ["-p", "robust_epochs", "4", "-p", "steps", "20", "-p", "step_grid", "0,5,20", "-p", "hist_steps", "5",
+#: Chapter 1 at a fraction of the quick profile's cost: fewer robust epochs, attack steps and sweeps. Four
+#: epochs leave the PGD-trained model near chance, so the chance guard is off: the test compares what two
+#: instruction sets print, not how good the models are.
+SMALL = ["-p", "min_accuracy", "0", "-p", "robust_epochs", "4", "-p", "steps", "20", "-p", "step_grid", "0,5,20", "-p", "hist_steps", "5",
          "-p", "eps_grid", "0,0.1,0.3", "-p", "n_seeds", "2", "-p", "temperatures", "1"]
 
 
