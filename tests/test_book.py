@@ -130,7 +130,7 @@ PAGE_FACTS = """() => ({
   text: document.querySelector('main') ? document.querySelector('main').innerText : document.body.innerText,
   typeset: document.querySelectorAll('mjx-container').length,
   images: [...document.querySelectorAll('main img')].map(i => [i.getAttribute('src'), i.naturalWidth, i.naturalHeight,
-    !!(i.closest('figure') && i.closest('figure').querySelector('figcaption'))]),
+    !!(i.closest('figure') && i.closest('figure').querySelector('figcaption')), i.getBoundingClientRect().width]),
   links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href')),
   tables: [...document.querySelectorAll('main table')].map(t => t.innerText.slice(0, 200).toLowerCase()),
 })"""
@@ -157,10 +157,12 @@ def test_a_reader_sees_typeset_math_loaded_figures_and_working_links(built, brow
     source = (ROOT + "/" + page + (".md" if page in ("intro", "guide", "bibliography") else ".ipynb"))
     if "$" in open(source, encoding="utf-8").read():
         assert facts["typeset"] > 0, f"{page}: the page has math but MathJax typeset none of it"
-    for src, w, h, captioned in facts["images"]:
+    for src, w, h, captioned, shown in facts["images"]:
         assert w > 0 and h > 0, f"{page}: figure {src} did not load"
         if page not in ("intro", "guide", "bibliography"):
             assert captioned, f"{page}: figure {src} has no caption under it"
+            # drawn for the page's width: a browser that shrinks it shrinks its text below 9 pt
+            assert shown >= w - 1, f"{page}: figure {src} is shown {shown:.0f} px wide of its {w} px"
     for href in facts["links"]:
         if re.match(r"^(https?:|mailto:|#|javascript:)", href):
             continue

@@ -32,14 +32,12 @@ def test_latent_search_never_raises_the_score_and_stays_in_its_ball(vaes, digits
     plain = ABS(list(vaes.model), n_samples=16, steps=0, radius=2.0)
     searched = ABS(list(vaes.model), n_samples=16, steps=15, lr=0.1, radius=2.0)
     guided = ABS(list(vaes.model), n_samples=16, steps=15, lr=0.1, radius=2.0, encoder_init=True)
-    for k in (0, 3, 7):
-        z0, s0 = plain.latent_search(k, x)
-        z1, s1 = searched.latent_search(k, x)
-        z2, s2 = guided.latent_search(k, x)
-        assert (s1 <= s0 + 1e-5).all()
-        assert (s2 <= s0 + 1e-5).all()
-        for z in (z0, z1, z2):
-            assert (z.norm(dim=1) <= 2.0 + 1e-5).all()
+    (z0, s0), (z1, s1), (z2, s2) = plain.search(x), searched.search(x), guided.search(x)   # (K, B, L), (K, B)
+    assert (s1 <= s0 + 1e-5).all()
+    assert (s2 <= s0 + 1e-5).all()
+    assert (s1 < s0 - 1e-3).float().mean() > 0.5           # the steps do improve most latents
+    for z in (z0, z1, z2):
+        assert z.shape == (10, 64, z0.shape[-1]) and (z.norm(dim=2) <= 2.0 + 1e-5).all()
 
 
 def test_abs_logits_have_gradients_for_attacks(vaes, digits, trained):

@@ -8,7 +8,8 @@ Made for the page they land on:
   colour wherever it appears, and other series (clean vs attacked, one attack vs another) the
   palette's colours in order, skipping those the figure's models hold.
 * **Readable at the page's width**: no figure is wider than :data:`PAGE_WIDTH` inches (at
-  100 dpi, narrower than the book's text column, so a browser never scales it down), panels
+  100 dpi, narrower than the book's text column in a window 1,200 pixels wide, whose
+  column holds 608 pixels, so a browser there or wider never scales it down), panels
   wrap onto rows of at most :data:`PER_ROW`, and no text is smaller than :data:`MIN_FONT` pt.
 """
 from __future__ import annotations
@@ -38,7 +39,7 @@ MODEL_COLOURS = (
 )
 
 #: The widest figure (inches; 100 dpi): the text column of the book's pages is wider.
-PAGE_WIDTH = 7.0
+PAGE_WIDTH = 6.0
 #: Panels per row of a multi-panel figure.
 PER_ROW = 2
 #: The smallest text of any figure (points).
@@ -300,7 +301,9 @@ def grouped_bars(groups: Mapping[str, Mapping[str, float]], *, ylabel: str, ylim
     """One group of bars per key of ``groups`` (e.g. a threat model), one bar per label (e.g. a model)."""
     labels = list(dict.fromkeys(k for g in groups.values() for k in g))
     width = 0.8 / max(1, len(labels))
-    legend_rows = math.ceil(len(labels) / 3)
+    longest = max((len(label) for label in labels), default=1)     # a 9-pt character is about 0.065 in
+    ncol = max(1, min(3, len(labels), int(PAGE_WIDTH // (0.5 + 0.065 * longest))))
+    legend_rows = math.ceil(len(labels) / ncol)
     fig, ax = plt.subplots(figsize=(min(PAGE_WIDTH, 2.0 + 0.45 * len(groups) * max(1, len(labels))),
                                     3.2 + 0.25 * legend_rows))
     for i, (colour, label) in enumerate(zip(colours(labels), labels)):
@@ -314,7 +317,7 @@ def grouped_bars(groups: Mapping[str, Mapping[str, float]], *, ylabel: str, ylim
     if ylim is not None:
         ax.set_ylim(*ylim)
     ax.set_title(title)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(3, len(labels)), frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=ncol, frameon=False)
     fig.tight_layout()
     return fig
 

@@ -193,11 +193,6 @@ class ABS(nn.Module):
                         z[better], best = zz[better].detach(), torch.where(better, now, best)
         return z.detach(), best.detach()
 
-    def latent_search(self, k: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Class ``k``'s part of :meth:`search`: its latent for each image and the score."""
-        z, best = self.search(x)
-        return z[k], best[k]
-
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """s_k(x) for every class, (N, K), differentiable in x at the latents found."""
         z, _ = self.search(x)
