@@ -32,7 +32,7 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m robgen_lib.book.execute --jobs $(JOBS)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg chapters tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg --durations=20 chapters tests
 
 # The MNIST edition: every chapter at the mnist profile (real 28x28 images, offline), written to
 # editions/mnist with its provenance; resumable (an interrupted run's models and evaluations are

@@ -23,15 +23,23 @@ def every_helper():
     lines = {m: list(rng.uniform(0, 100, 4)) for m in BOOK_MODELS[:4]}
     yield "energy_histograms", plots.energy_histograms(
         {f"model {i}": {"clean": rng.normal(size=200), "PGD-5": rng.normal(1, size=200)} for i in range(3)})
+    yield "energy_histograms, long labels", plots.energy_histograms(     # chapter 2's
+        {m: {"clean": rng.normal(size=200), **{f"{a}, 20 steps": rng.normal(1, size=200)
+                                               for a in ("PGD", "HE-PGD (λ = 1.5)")}} for m in BOOK_MODELS[:2]})
     yield "curves_with_accuracy", plots.curves_with_accuracy(
         x, {"standard": {"mean_energy": [1, 2, 3, 4], "accuracy": [1, .5, .2, 0]},
             "adversarially trained": {"mean_energy": [1, 1, 1, 2], "accuracy": [.9, .8, .7, .6]}}, xlabel="steps")
     yield "roc_curves", plots.roc_curves({"standard": ([0, .5, 1], [0, .7, 1], .6), "PGD-trained CNN": ([0, 1], [0, 1], .5)})
     yield "series", plots.series(x, lines, xlabel="T′", ylabel="accuracy (%)", logx=True)
     yield "panels", plots.panels(x, {"ℓ∞": lines, "ℓ2": lines, "huge": lines}, xlabel="ε", ylabel="robust accuracy (%)")
+    attacks = {f"{m}, {a}": list(rng.uniform(0, 100, 4)) for m in BOOK_MODELS for a in ("book's PGD", "APGD-CE")}
+    yield "panels, many lines", plots.panels(x, {"ℓ∞": attacks, "ℓ2": attacks}, xlabel="ε",   # chapter 6's
+                                             ylabel="robust accuracy (%)")
     yield "tradeoff", plots.tradeoff({"standard": [(0, 1, "λ=0"), (1, 2, "λ=1")]}, xlabel="Δ", ylabel="ΔE")
     yield "contours", plots.contours({"standard": [rng.normal(size=(9, 9))] * 4,
                                       "adversarially trained": [rng.normal(size=(9, 9))] * 4}, np.linspace(-1, 1, 9))
+    yield "mosaics, one column", plots.mosaics({f"{lat}/{w}": rng.uniform(size=(60, 1, 28, 28)) for lat, w in
+                                                ((2, 16), (32, 256))}, cols=1, width=1.6)     # chapter 5's
     yield "mosaics", plots.mosaics({f"block {i}": rng.uniform(size=(20, 1, 28, 28)) for i in range(5)}, cols=4,
                                    title="the same seeds per class")
     yield "grouped_bars", plots.grouped_bars({t: {m: 50.0 for m in BOOK_MODELS} for t in ("ℓ∞", "ℓ2")},

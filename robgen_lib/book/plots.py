@@ -68,10 +68,17 @@ def colours(labels: Sequence[str]) -> list[str]:
     return [c if c is not None else next(free) for c in own]
 
 
-def grid(n: int, height: float = 2.9):
-    """``n`` panels on rows of at most :data:`PER_ROW`, the figure at most :data:`PAGE_WIDTH`
+def legend_columns(labels: Sequence[str], most: int = 3) -> int:
+    """How many columns of legend entries fit across the page (a 9-pt character is about
+    0.065 in wide, a handle and the gap about 0.5 in)."""
+    longest = max((len(label) for label in labels), default=1)
+    return max(1, min(most, len(labels), int(PAGE_WIDTH // (0.5 + 0.065 * longest))))
+
+
+def grid(n: int, height: float = 2.9, per_row: int = PER_ROW):
+    """``n`` panels on rows of at most ``per_row``, the figure at most :data:`PAGE_WIDTH`
     wide; the unused cells of the last row are hidden. Returns the figure and the n axes."""
-    cols = min(n, PER_ROW)
+    cols = min(n, per_row)
     rows = math.ceil(n / cols)
     width = PAGE_WIDTH if cols > 1 else min(PAGE_WIDTH, 5.2)
     fig, axes = plt.subplots(rows, cols, figsize=(width, height * rows), squeeze=False)
@@ -81,13 +88,33 @@ def grid(n: int, height: float = 2.9):
     return fig, flat[:n]
 
 
+def finish(fig, rect=None, *, layout: bool = True):
+    """Lay ``fig`` out (tight, inside ``rect`` if given; ``layout=False`` keeps the helper's own
+    placement, e.g. colour bars beside their row) and narrow it until what the page
+    receives — the notebook saves the figure's tight bounding box, legends and labels that
+    stick out included — is at most :data:`PAGE_WIDTH` wide: text keeps its size, the axes
+    give way. Every helper ends with it; returns the figure."""
+    if layout:
+        fig.set_layout_engine("tight", rect=rect) if rect is not None else fig.set_layout_engine("tight")
+    for _ in range(5):
+        fig.canvas.draw()
+        wide = fig.get_tightbbox(fig.canvas.get_renderer()).width
+        if wide <= PAGE_WIDTH - 0.02:
+            break
+        w, h = fig.get_size_inches()
+        fig.set_size_inches(max(1.0, w - (wide - PAGE_WIDTH) - 0.05), h)
+    return fig
+
+
 def _np(a):
     return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
 
 
 def energy_histograms(panels: Mapping[str, Mapping[str, object]], *, bins: int = 40, xlabel: str = "E(x)"):
-    """One panel per model: overlaid histograms of energies, e.g. clean vs attacked."""
-    fig, axes = grid(len(panels), 3.1)
+    """One panel per model: overlaid histograms of energies, e.g. clean vs attacked (a panel a
+    row when the legend's labels are too long to share a row)."""
+    longest = max(len(label) for series in panels.values() for label in series) + len(" (mean -00.0)")
+    fig, axes = grid(len(panels), 3.1, per_row=1 if 0.5 + 0.065 * longest > PAGE_WIDTH / PER_ROW - 0.6 else PER_ROW)
     for ax, (title, series) in zip(axes, panels.items()):
         arrays = {k: _np(v).ravel() for k, v in series.items()}
         palette = colours(list(arrays))
@@ -101,8 +128,7 @@ def energy_histograms(panels: Mapping[str, Mapping[str, object]], *, bins: int =
         ax.set_xlabel(xlabel)
         ax.set_ylabel("density")
         ax.legend()
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def curves_with_accuracy(x: Sequence[float], panels: Mapping[str, Mapping[str, Sequence[float]]], *, xlabel: str,
@@ -128,8 +154,7 @@ def curves_with_accuracy(x: Sequence[float], panels: Mapping[str, Mapping[str, S
         lines = ax.get_legend_handles_labels()
         lines2 = ax2.get_legend_handles_labels()
         ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="best")
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def roc_curves(curves: Mapping[str, tuple], *, title: str = "ROC"):
@@ -142,8 +167,7 @@ def roc_curves(curves: Mapping[str, tuple], *, title: str = "ROC"):
     ax.set_ylabel("true-positive rate (attacked flagged)")
     ax.set_title(title)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def _lines(ax, x, lines: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str, title: str = "",
@@ -170,18 +194,18 @@ def shared_legend(fig, axes) -> None:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, handle)
     if not seen:
-        fig.tight_layout()
+        finish(fig)
         return
     spare = [ax for ax in fig.axes if ax not in axes]   # the empty cell of an odd last row holds it
     if spare:
         spare[0].legend(list(seen.values()), list(seen), loc="center", frameon=False)
-        fig.tight_layout()
+        finish(fig)
         return
-    ncol = min(3, len(seen))
+    ncol = legend_columns(list(seen))
     rows = math.ceil(len(seen) / ncol)
     height = fig.get_size_inches()[1]
     fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=ncol, frameon=False)
-    fig.tight_layout(rect=(0, min(0.4, (0.3 * rows + 0.1) / height), 1, 1))
+    finish(fig, rect=(0, min(0.4, (0.3 * rows + 0.1) / height), 1, 1))
 
 
 def series(x: Sequence[float], lines: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str,
@@ -189,8 +213,7 @@ def series(x: Sequence[float], lines: Mapping[str, Sequence[float]], *, xlabel: 
     """Several lines against one x axis."""
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
     _lines(ax, x, lines, xlabel=xlabel, ylabel=ylabel, title=title, ylim=ylim, logx=logx)
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def panels(x, data: Mapping[str, Mapping[str, Sequence[float]]], *, xlabel, ylabel: str,
@@ -222,8 +245,7 @@ def tradeoff(points: Mapping[str, Sequence[tuple]], *, xlabel: str, ylabel: str,
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def _as_image(x):
@@ -265,7 +287,7 @@ def contours(grids: Mapping[str, Sequence[object]], offsets, *, levels: int = 14
             if r == len(rows) - 1:
                 ax.set_xlabel(xlabel, fontsize=MIN_FONT)
         fig.colorbar(cs, ax=list(axes[r]), label=label, shrink=0.9)
-    return fig
+    return finish(fig, layout=False)
 
 
 def tile(images, cols: int, pad: int = 1, fill: float = 1.0) -> np.ndarray:
@@ -293,16 +315,14 @@ def mosaics(blocks, *, cols: int, title: str = "", width: float = 2.6):
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10, wrap=True)
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def grouped_bars(groups: Mapping[str, Mapping[str, float]], *, ylabel: str, ylim=None, title: str = ""):
     """One group of bars per key of ``groups`` (e.g. a threat model), one bar per label (e.g. a model)."""
     labels = list(dict.fromkeys(k for g in groups.values() for k in g))
     width = 0.8 / max(1, len(labels))
-    longest = max((len(label) for label in labels), default=1)     # a 9-pt character is about 0.065 in
-    ncol = max(1, min(3, len(labels), int(PAGE_WIDTH // (0.5 + 0.065 * longest))))
+    ncol = legend_columns(labels)
     legend_rows = math.ceil(len(labels) / ncol)
     fig, ax = plt.subplots(figsize=(min(PAGE_WIDTH, 2.0 + 0.45 * len(groups) * max(1, len(labels))),
                                     3.2 + 0.25 * legend_rows))
@@ -318,8 +338,7 @@ def grouped_bars(groups: Mapping[str, Mapping[str, float]], *, ylabel: str, ylim
         ax.set_ylim(*ylim)
     ax.set_title(title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=ncol, frameon=False)
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def frontier(points: Mapping[str, tuple], *, xlabel: str, ylabel: str, logx: bool = True, title: str = ""):
@@ -349,6 +368,5 @@ def frontier(points: Mapping[str, tuple], *, xlabel: str, ylabel: str, logx: boo
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(loc="best")
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 

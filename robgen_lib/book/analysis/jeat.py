@@ -347,8 +347,7 @@ def training_history_figure(jeat_history: dict, robust_history: dict):
     axes[1].set_ylabel("mean marginal energy E(x)")
     axes[1].set_title("JEAT")
     axes[1].legend()
-    fig.tight_layout()
-    return fig
+    return plots.finish(fig)
 
 
 def clean_and_attacked_accuracy(logits: Mapping[str, tuple], y: torch.Tensor) -> dict[str, dict]:
