@@ -33,7 +33,7 @@ from ..core.data import batch_slices
 from ..core.models import eval_mode, last_linear, model_device
 from ..core.stats import bootstrap
 
-__all__ = ["penultimate_features", "PixelScorer", "scorer_view", "frechet_distance", "is_style_score",
+__all__ = ["penultimate_features", "PixelScorer", "scorer_view", "gaussian_fit", "frechet_distance", "is_style_score",
            "sample_quality", "rate", "score_difference", "saturated",
            "fidelity_scores", "FidelityUnavailable"]
 
@@ -101,19 +101,33 @@ def _psd_sqrt(m: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
-def frechet_distance(feats_a, feats_b) -> float:
-    """Fréchet distance between Gaussians fitted to two sets of feature vectors.
+def gaussian_fit(feats, *, root: bool = False) -> dict:
+    """Mean, covariance and its trace of feature vectors (N, D); with ``root``, also the
+    covariance's PSD square root — what :func:`frechet_distance` needs of the set it compares
+    many others to, computed once."""
+    f = np.asarray(feats, dtype=np.float64)
+    cov = np.cov(f, rowvar=False)
+    fit = {"mean": f.mean(0), "cov": cov, "trace": float(np.trace(cov))}
+    if root:
+        fit["root"] = _psd_sqrt(cov)
+    return fit
 
-    tr((Σ_a Σ_b)^{1/2}) is computed as Σ √eig(Σ_a^{1/2} Σ_b Σ_a^{1/2}), which is stable for
-    (nearly) singular covariances.
-    """
-    a = np.asarray(feats_a, dtype=np.float64)
-    b = np.asarray(feats_b, dtype=np.float64)
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root_a = _psd_sqrt(cov_a)
-    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0.0, None)).sum()
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
+
+def frechet_distance(feats_a, feats_b) -> float:
+    """Fréchet distance between Gaussians fitted to two sets of feature vectors (either may be
+    a :func:`gaussian_fit` already, ``feats_b`` with its root):
+
+        ‖μ_a − μ_b‖² + tr Σ_a + tr Σ_b − 2 tr((Σ_a Σ_b)^{1/2}),
+
+    with tr((Σ_a Σ_b)^{1/2}) = Σ √eig(Σ_b^{1/2} Σ_a Σ_b^{1/2}) (the same eigenvalues as
+    Σ_a Σ_b; a symmetric eigenproblem, stable for nearly singular covariances). A bootstrap
+    that compares many resamples to one reference fits the reference once."""
+    a = feats_a if isinstance(feats_a, dict) else gaussian_fit(feats_a)
+    b = feats_b if isinstance(feats_b, dict) else gaussian_fit(feats_b, root=True)
+    if "root" not in b:
+        b = {**b, "root": _psd_sqrt(b["cov"])}
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(b["root"] @ a["cov"] @ b["root"]), 0.0, None)).sum()
+    return float(((a["mean"] - b["mean"]) ** 2).sum() + a["trace"] + b["trace"] - 2 * cross)
 
 
 def is_style_score(probs) -> float:
@@ -160,7 +174,7 @@ def score_difference(scorer, a: torch.Tensor, b: torch.Tensor, reference: torch.
     (fa, pa), (fb, pb) = scorer_view(scorer, a), scorer_view(scorer, b)
     fa, pa, fb, pb = (t.numpy().astype(np.float64) for t in (fa, pa, fb, pb))
     if metric == "fid_style":
-        fr = scorer_view(scorer, reference)[0].numpy().astype(np.float64)
+        fr = gaussian_fit(scorer_view(scorer, reference)[0].numpy(), root=True)   # fixed: fitted once
 
         def score(f, p, i):
             return frechet_distance(f[i], fr)
