@@ -96,13 +96,14 @@ def finish(fig, rect=None, *, layout: bool = True):
     give way. Every helper ends with it; returns the figure."""
     if layout:
         fig.set_layout_engine("tight", rect=rect) if rect is not None else fig.set_layout_engine("tight")
+    room = PAGE_WIDTH - 2 * plt.rcParams["savefig.pad_inches"]     # the saved image pads the box on both sides
     for _ in range(5):
         fig.canvas.draw()
         wide = fig.get_tightbbox(fig.canvas.get_renderer()).width
-        if wide <= PAGE_WIDTH - 0.02:
+        if wide <= room - 0.02:
             break
         w, h = fig.get_size_inches()
-        fig.set_size_inches(max(1.0, w - (wide - PAGE_WIDTH) - 0.05), h)
+        fig.set_size_inches(max(1.0, w - (wide - room) - 0.05), h)
     return fig
 
 
