@@ -107,3 +107,25 @@ def test_score_difference_is_paired_and_signed():
     assert d.low > 0                                         # far is farther from the reference
     assert score_difference(scorer, close, close, reference, "fid_style", n_resamples=50).value == 0.0
     assert saturated([9.95, 9.99], 10) and not saturated([9.95, 9.5], 10)
+
+
+def test_a_reference_fitted_once_gives_the_same_frechet_distance():
+    from robgen_lib.methods.quality import gaussian_fit
+
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(300, 16)), rng.normal(0.5, 2.0, size=(300, 16))
+    d = frechet_distance(a, b)
+    assert frechet_distance(a, gaussian_fit(b, root=True)) == pytest.approx(d, rel=1e-9)
+    assert frechet_distance(gaussian_fit(a), gaussian_fit(b)) == pytest.approx(d, rel=1e-9)
+    assert frechet_distance(b, a) == pytest.approx(d, rel=1e-9)          # symmetric
+
+
+def test_a_pixel_scorer_is_cached_by_its_training_images():
+    from robgen_lib.core.cached import call_key
+    from robgen_lib.methods.quality import PixelScorer, sample_quality
+
+    x, y = torch.rand(40, 1, 8, 8), torch.arange(40) % 10
+    same, other = PixelScorer(x, y, 10), PixelScorer(x.flip(0), y, 10)
+    key = call_key(sample_quality, PixelScorer(x, y, 10), x[:5], x[5:10])
+    assert key == call_key(sample_quality, same, x[:5], x[5:10])
+    assert key != call_key(sample_quality, other, x[:5], x[5:10])
