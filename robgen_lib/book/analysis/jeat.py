@@ -14,6 +14,7 @@ from torch import nn
 from ...core.attacks import predict_logits
 from ...core.data import Split
 from ...core.energy import joint_energy
+from ...core.fit import TrainedModel
 from ...core.stats import Estimate, all_of, bootstrap, decide, paired
 from ...methods.evaluate import accuracy_of
 from ...methods.landscape import centre_rank, centre_ranks
@@ -126,7 +127,7 @@ def flatness_table(summary: Mapping[str, dict], eps: float):
 def scorers_table(scorers: Mapping[str, object]):
     """What each scorer is: architecture, training seed, test accuracy, trained now or cached."""
     def row(m):
-        if not hasattr(m, "spec"):   # a network-free scorer (pixels)
+        if not isinstance(m, TrainedModel):   # a network-free scorer (pixels)
             return {"architecture": f"{m.k}-nearest neighbours on pixels", "seed": "–", "test accuracy": "–",
                     "": "no training"}
         return {"architecture": m.spec.get("arch", ""), "seed": m.spec.get("seed", ""),
