@@ -68,11 +68,15 @@ def colours(labels: Sequence[str]) -> list[str]:
     return [c if c is not None else next(free) for c in own]
 
 
+def legend_entry_width(label: str) -> float:
+    """Inches a legend entry takes: a 9-pt character is about 0.065 in, the handle and gap 0.5 in."""
+    return 0.5 + 0.065 * len(label)
+
+
 def legend_columns(labels: Sequence[str], most: int = 3) -> int:
-    """How many columns of legend entries fit across the page (a 9-pt character is about
-    0.065 in wide, a handle and the gap about 0.5 in)."""
-    longest = max((len(label) for label in labels), default=1)
-    return max(1, min(most, len(labels), int(PAGE_WIDTH // (0.5 + 0.065 * longest))))
+    """How many columns of legend entries fit across the page."""
+    widest = max((legend_entry_width(label) for label in labels), default=legend_entry_width("x"))
+    return max(1, min(most, len(labels), int(PAGE_WIDTH // widest)))
 
 
 def grid(n: int, height: float = 2.9, per_row: int = PER_ROW):
@@ -114,8 +118,8 @@ def _np(a):
 def energy_histograms(panels: Mapping[str, Mapping[str, object]], *, bins: int = 40, xlabel: str = "E(x)"):
     """One panel per model: overlaid histograms of energies, e.g. clean vs attacked (a panel a
     row when the legend's labels are too long to share a row)."""
-    longest = max(len(label) for series in panels.values() for label in series) + len(" (mean -00.0)")
-    fig, axes = grid(len(panels), 3.1, per_row=1 if 0.5 + 0.065 * longest > PAGE_WIDTH / PER_ROW - 0.6 else PER_ROW)
+    widest = max(legend_entry_width(f"{label} (mean -00.0)") for series in panels.values() for label in series)
+    fig, axes = grid(len(panels), 3.1, per_row=1 if widest > PAGE_WIDTH / PER_ROW - 0.6 else PER_ROW)
     for ax, (title, series) in zip(axes, panels.items()):
         arrays = {k: _np(v).ravel() for k, v in series.items()}
         palette = colours(list(arrays))
