@@ -252,3 +252,11 @@ def test_abs_is_attacked_on_every_test_image_unless_abs_images_limits_it():
     limited = chapter(abs_images=100)
     assert (robust_images(limited, abs_model), robust_images(limited, cnn)) == (100, 359)
     assert resolve("mnist").abs_images == 250 and resolve("quick").abs_images is None
+
+
+def test_a_chapter_preset_sits_between_the_profile_and_the_user():
+    """On MNIST chapters 4 and 6 attack the costly models on fewer images than chapter 5
+    does; a user's value still wins."""
+    assert resolve("mnist", chapter="rdc").n_robust == resolve("mnist", chapter="yardstick").n_robust == 32
+    assert resolve("mnist", chapter="abs").n_robust == resolve("mnist").n_robust == 64
+    assert resolve("mnist", chapter="rdc", n_robust=100).n_robust == 100

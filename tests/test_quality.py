@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from robgen_lib.methods.quality import frechet_distance, is_style_score, penultimate_features
+from robgen_lib.methods.quality import frechet_distance, gaussian_fit, is_style_score, penultimate_features
 
 
 def test_scores_rank_real_images_above_noise(trained, digits):
@@ -110,7 +110,6 @@ def test_score_difference_is_paired_and_signed():
 
 
 def test_a_reference_fitted_once_gives_the_same_frechet_distance():
-    from robgen_lib.methods.quality import gaussian_fit
 
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(300, 16)), rng.normal(0.5, 2.0, size=(300, 16))
@@ -129,3 +128,13 @@ def test_a_pixel_scorer_is_cached_by_its_training_images():
     key = call_key(sample_quality, PixelScorer(x, y, 10), x[:5], x[5:10])
     assert key == call_key(sample_quality, same, x[:5], x[5:10])
     assert key != call_key(sample_quality, other, x[:5], x[5:10])
+
+
+def test_fewer_samples_than_features_give_the_same_frechet_distance():
+    """Below the feature dimension the distance takes its n × n form: the same number as
+    the D × D one, and a set of two samples (rank one) is no special case."""
+    rng = np.random.default_rng(2)
+    ref = gaussian_fit(rng.normal(size=(300, 40)), root=True)
+    for n in (2, 10, 40):
+        a = rng.normal(1.0, 2.0, size=(n, 40))
+        assert frechet_distance(a, ref) == pytest.approx(frechet_distance(gaussian_fit(a), ref), rel=1e-7)

@@ -131,11 +131,23 @@ def frechet_distance(feats_a, feats_b) -> float:
 
     with tr((Σ_a Σ_b)^{1/2}) = Σ √eig(Σ_b^{1/2} Σ_a Σ_b^{1/2}) (the same eigenvalues as
     Σ_a Σ_b; a symmetric eigenproblem, stable for nearly singular covariances). A bootstrap
-    that compares many resamples to one reference fits the reference once."""
-    a = feats_a if isinstance(feats_a, dict) else gaussian_fit(feats_a)
+    that compares many resamples to one reference fits the reference once.
+
+    When ``feats_a`` are raw features, n vectors of dimension D with n ≤ D, Σ_a = AᵀA with A
+    the centred features over √(n − 1), and Σ_b^{1/2} Σ_a Σ_b^{1/2} = MᵀM with M = A Σ_b^{1/2}
+    (n × D) has the non-zero eigenvalues of the n × n matrix MMᵀ: O(nD²) instead of O(D³),
+    the same number (a bootstrap of 50 samples in 512 features costs a tenth)."""
     b = feats_b if isinstance(feats_b, dict) else gaussian_fit(feats_b, root=True)
     if "root" not in b:
         b = {**b, "root": _psd_sqrt(b["cov"])}
+    if not isinstance(feats_a, dict) and 1 < len(feats_a) <= np.shape(feats_a)[1]:
+        f = np.asarray(feats_a, dtype=np.float64)
+        mean = f.mean(0)
+        centred = (f - mean) / np.sqrt(len(f) - 1)
+        m = centred @ b["root"]
+        cross = np.sqrt(np.clip(np.linalg.eigvalsh(m @ m.T), 0.0, None)).sum()
+        return float(((mean - b["mean"]) ** 2).sum() + (centred ** 2).sum() + b["trace"] - 2 * cross)
+    a = feats_a if isinstance(feats_a, dict) else gaussian_fit(feats_a)
     cross = np.sqrt(np.clip(np.linalg.eigvalsh(b["root"] @ a["cov"] @ b["root"]), 0.0, None)).sum()
     return float(((a["mean"] - b["mean"]) ** 2).sum() + a["trace"] + b["trace"] - 2 * cross)
 
