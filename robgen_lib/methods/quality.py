@@ -25,13 +25,11 @@ Inception weights download at first use — a user's machine, not an offline one
 """
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import torch
 from torch import nn
 
-from ..core.data import batch_slices
+from ..core.data import Split, batch_slices
 from ..core.models import eval_mode, last_linear, model_device
 from ..core.stats import bootstrap
 
@@ -75,14 +73,12 @@ class PixelScorer:
             raise ValueError(f"the pixel scorer needs 1 <= k <= {len(train_x)} training images, got k = {k}")
         self.train_x, self.train_y = train_x.flatten(1).float().cpu(), train_y.cpu()
         self.num_classes, self.k = num_classes, k
-        digest = hashlib.sha256(self.train_x.contiguous().numpy().tobytes())
-        digest.update(self.train_y.contiguous().numpy().tobytes())
-        self._train_digest = digest.hexdigest()
+        self._train = Split(self.train_x, self.train_y)   # digests its bytes once, for spec()
 
     def spec(self) -> dict:
-        """What the scorer is, for a cache key: its training images (by digest), k and pooling."""
-        return {"scorer": "pixels", "train": self._train_digest, "k": self.k, "num_classes": self.num_classes,
-                "feature_side": self.feature_side}
+        """What the scorer is, for a cache key: its training images (their split's digest), k and pooling."""
+        return {"scorer": "pixels", "train": self._train.fingerprint()["sha256"], "k": self.k,
+                "num_classes": self.num_classes, "feature_side": self.feature_side}
 
     @torch.no_grad()
     def features_and_probs(self, x: torch.Tensor, batch_size: int = 512):
