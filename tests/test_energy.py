@@ -100,6 +100,8 @@ def test_fmt_budget():
     from robgen_lib.book.report import fmt_budget
 
     assert fmt_budget(8 / 255) == "8/255" and fmt_budget(0.3) == "0.3"
+    assert fmt_budget(0.2) == "0.2" and fmt_budget(0.6) == "0.6" and fmt_budget(2.0) == "2"   # not 51/255, 153/255, 510/255
+    assert fmt_budget(1 / 255) == "1/255" and fmt_budget(0.0133) == "0.0133"
 
 
 def test_two_sided_detector_catches_both_tails():

@@ -126,9 +126,12 @@ def markdown_table(headers, rows) -> str:
 
 
 def fmt_budget(eps: float) -> str:
-    """A budget as the paper would write it: 8/255 when it is a multiple of 1/255, else 3 digits."""
-    k = eps * 255
-    return f"{round(k)}/255" if eps > 0 and abs(k - round(k)) < 1e-6 else f"{eps:.3g}"
+    """A budget as the paper would write it: its decimals when three digits say it exactly
+    (0.3, 0.6, 2), else 8/255 when it is a multiple of 1/255, else 3 digits."""
+    short, k = f"{eps:.3g}", eps * 255
+    if abs(float(short) - eps) > 1e-12 and eps > 0 and abs(k - round(k)) < 1e-6:
+        return f"{round(k)}/255"
+    return short
 
 
 def quality_table(quality: dict, names) -> str:
