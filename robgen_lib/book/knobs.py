@@ -264,8 +264,9 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
 #: Per-chapter presets applied over a profile (and under the user's overrides): at the
 #: paper's scale chapter 5 works on MNIST with Madry et al.'s threat model, as ABS did; on
 #: MNIST chapters 4 and 6 attack the diffusion classifier and RDC on 32 test images (each
-#: attack step costs T′ denoiser passes per image, RDC's likelihood maximisation adds its own:
-#: 64 images would take chapter 4 past two hours on a 2-core CPU).
+#: attack step costs T′ denoiser passes per image, RDC's likelihood maximisation adds its own):
+#: chapter 4 then takes 35 min cold on 2 cores, 22 of them its two denoisers; 64 images would
+#: take it past its 45-minute budget.
 CHAPTER_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "mnist": {"rdc": dict(n_robust=32), "yardstick": dict(n_robust=32)},
     "paper": {

@@ -132,7 +132,7 @@ def frechet_distance(feats_a, feats_b) -> float:
     When ``feats_a`` are raw features, n vectors of dimension D with n ≤ D, Σ_a = AᵀA with A
     the centred features over √(n − 1), and Σ_b^{1/2} Σ_a Σ_b^{1/2} = MᵀM with M = A Σ_b^{1/2}
     (n × D) has the non-zero eigenvalues of the n × n matrix MMᵀ: O(nD²) instead of O(D³),
-    the same number (a bootstrap of 50 samples in 512 features costs a tenth)."""
+    the same number (a Fréchet distance of 50 samples in 512 features costs a twentieth)."""
     b = feats_b if isinstance(feats_b, dict) else gaussian_fit(feats_b, root=True)
     if "root" not in b:
         b = {**b, "root": _psd_sqrt(b["cov"])}
