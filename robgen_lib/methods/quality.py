@@ -141,11 +141,12 @@ def frechet_distance(feats_a, feats_b) -> float:
         mean = f.mean(0)
         centred = (f - mean) / np.sqrt(len(f) - 1)
         m = centred @ b["root"]
-        cross = np.sqrt(np.clip(np.linalg.eigvalsh(m @ m.T), 0.0, None)).sum()
-        return float(((mean - b["mean"]) ** 2).sum() + (centred ** 2).sum() + b["trace"] - 2 * cross)
-    a = feats_a if isinstance(feats_a, dict) else gaussian_fit(feats_a)
-    cross = np.sqrt(np.clip(np.linalg.eigvalsh(b["root"] @ a["cov"] @ b["root"]), 0.0, None)).sum()
-    return float(((a["mean"] - b["mean"]) ** 2).sum() + a["trace"] + b["trace"] - 2 * cross)
+        trace, product = (centred ** 2).sum(), m @ m.T
+    else:
+        a = feats_a if isinstance(feats_a, dict) else gaussian_fit(feats_a)
+        mean, trace, product = a["mean"], a["trace"], b["root"] @ a["cov"] @ b["root"]
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(product), 0.0, None)).sum()
+    return float(((mean - b["mean"]) ** 2).sum() + trace + b["trace"] - 2 * cross)
 
 
 def is_style_score(probs) -> float:
