@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import nbformat
 import pytest
@@ -178,7 +179,7 @@ def test_an_edition_page_appears_only_for_a_chapter_that_ran_to_its_end_and_says
     import nbformat.v4 as v4
     from robgen_lib.book import execute as ex
 
-    def fake_run(name, scratch, params, threads):   # 01 runs to its end, 02 fails half-way
+    def fake_run(name, scratch, params, threads, share):   # 01 runs to its end, 02 fails half-way
         nb = v4.new_notebook(cells=[v4.new_markdown_cell("# The energy inside a classifier\n\ntext")])
         nbformat.write(nb, os.path.join(scratch, name + ".ipynb"))
         return name, 90.0, "" if name == "01_energy" else "PapermillExecutionError: cell 7"
@@ -195,6 +196,53 @@ def test_an_edition_page_appears_only_for_a_chapter_that_ran_to_its_end_and_says
     note = cells[1].source
     for fact in ("`profile = mnist`", "`make edition-mnist`", "commit `", "cores", "1.5 minutes"):
         assert fact in note, (fact, note)
+
+
+def test_the_chapters_left_running_take_up_the_cores_that_fell_idle(monkeypatch):
+    import threading
+
+    import torch
+    from robgen_lib.book import execute as ex
+    from robgen_lib.core import runtime
+
+    first_done, seen = threading.Event(), {}
+
+    def fake_run(name, scratch, params, threads, share):   # chapter 01 ends first; 02 then reads its share
+        if name == "01_energy":
+            seen["01"] = open(share).read()
+        else:
+            first_done.wait(10)
+            for _ in range(100):                             # the executor writes it just after 01 ends
+                if open(share).read() != "2":
+                    break
+                time.sleep(0.05)
+            seen["02"] = open(share).read()
+        return name, 1.0, ""
+
+    def ends(fn):
+        def run(*args):
+            out = fn(*args)
+            if args[0] == "01_energy":
+                first_done.set()
+            return out
+        return run
+
+    monkeypatch.setattr(ex, "_run_one", ends(fake_run))
+    ex.execute(["01", "02"], jobs=2, cores=4)
+    assert seen == {"01": "2", "02": "4"}
+
+    before = torch.get_num_threads()
+    try:
+        for share, expected in (("1", 1), ("not a number", 1), ("2", 2)):
+            path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"share-{os.getpid()}")
+            with open(path, "w") as f:
+                f.write(share)
+            monkeypatch.setenv(runtime.THREAD_SHARE, path)
+            runtime.follow_thread_share()
+            assert torch.get_num_threads() == expected, share
+            os.remove(path)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_the_results_at_a_glance_are_the_committed_notebooks_verdicts():

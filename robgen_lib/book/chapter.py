@@ -14,7 +14,7 @@ import torch
 from ..core.cached import cached_call
 from ..core.data import Dataset, load_dataset
 from ..core.fit import ClassifierRecipe, TrainedModel, obtain
-from ..core.runtime import pick_device, seed_everything
+from ..core.runtime import follow_thread_share, pick_device, seed_everything
 from ..core.store import ArtifactStore
 from .knobs import KNOBS, Config, chapter_parameters, check_counts, resolve
 from .recipes import preflight, recipe
@@ -24,7 +24,9 @@ __all__ = ["Chapter"]
 
 
 class Chapter:
-    """Resolved parameters, device, data, store and report of one chapter run."""
+    """Resolved parameters, device, data, store and report of one chapter run. Each model and
+    cached evaluation first takes up the process's thread share (see
+    :func:`~robgen_lib.core.runtime.follow_thread_share`)."""
 
     def __init__(self, profile: str = "quick", *, chapter: str | None = None, **params):
         self.started = time.time()
@@ -71,6 +73,7 @@ class Chapter:
         loaded once per chapter and shared by every model assembled from it. A classifier no
         better than ``min_accuracy`` (default 1.5 × chance: one that settled on a single class)
         stops the chapter: no claim is judged against it."""
+        follow_thread_share()
         data = data or self.data
         floor = None
         if isinstance(model_recipe, ClassifierRecipe):
@@ -93,6 +96,7 @@ class Chapter:
         """``fn(*args, **kwargs)``, computed once and then read from the cache; the key is
         derived from the call (see :mod:`robgen_lib.core.cached`): trained models count by
         their spec and are passed to ``fn`` as their networks, data by its fingerprint."""
+        follow_thread_share()
         return cached_call(self.store, fn, *args, **kwargs)
 
     # -- the page ------------------------------------------------------------------

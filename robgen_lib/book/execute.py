@@ -8,7 +8,10 @@ The book's models and evaluations live in the artifact cache, so executing the c
 first fills it and a later execution of the same notebooks (``jupyter-book build``, nbval)
 reads every result back. On a CPU, the chapters' small networks leave most of a core's
 intra-op threads idle; ``--jobs`` processes with ``cores / jobs`` threads each finish the
-book sooner than one process with every core. The cache's per-key locks make any order
+book sooner than one process with every core. Once fewer chapters than ``--jobs`` are left
+running, the cores that fell idle are theirs: the executor raises their thread share (a file
+named by ``$ROBGEN_THREAD_SHARE``), which each chapter takes up at its next model or cached
+evaluation. The cache's per-key locks make any order
 correct — a chapter that needs a model another one is training waits for it instead of
 training it twice; :data:`ORDER` only keeps such waits short: chapter 1 (whose CNNs most
 chapters reuse) and the independent chapter 5 go first, chapter 6 (which reuses everything)
@@ -39,6 +42,8 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
+from ..core.runtime import THREAD_SHARE
+
 __all__ = ["ORDER", "chapters", "execute", "main"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -63,8 +68,10 @@ def chapters(names=()) -> list[str]:
     return sorted(dict.fromkeys(chosen), key=lambda c: (ORDER.index(c) if c in ORDER else len(ORDER), c))
 
 
-def _run_one(name: str, out_dir: str, params: list[tuple[str, str]], threads: int) -> tuple[str, float, str]:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TQDM_DISABLE": "1"}
+def _run_one(name: str, out_dir: str, params: list[tuple[str, str]], threads: int,
+             share: str) -> tuple[str, float, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TQDM_DISABLE": "1",
+           THREAD_SHARE: share}
     cmd = [sys.executable, "-m", "papermill", os.path.join("chapters", name + ".ipynb"),   # recorded as given
            os.path.join(out_dir, name + ".ipynb"), "--no-progress-bar", "--log-level", "ERROR", "--cwd", CHAPTERS_DIR]
     for key, value in params:
@@ -90,7 +97,15 @@ def _machine(threads: int, jobs: int) -> str:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return f"{os.cpu_count()} cores ({cpu}), {jobs} chapter(s) at a time with {threads} thread(s) each"
+    more = " (more once fewer chapters are left running)" if jobs > 1 else ""
+    return f"{os.cpu_count()} cores ({cpu}), {jobs} chapter(s) at a time with {threads} thread(s) each{more}"
+
+
+def _write_share(path: str, threads: int) -> None:
+    """Publish the thread share atomically (a chapter reading it sees the old or the new number)."""
+    with open(path + ".tmp", "w") as f:
+        f.write(str(threads))
+    os.replace(path + ".tmp", path)
 
 
 def mark_edition(path: str, edition: str, *, params, seconds: float, machine: str, command: str,
@@ -126,7 +141,8 @@ def execute(names=(), *, jobs: int = 2, out_dir: str | None = None, params=(), c
     if edition and not out_dir:
         raise SystemExit("--edition needs --out, the folder of the edition's pages")
     jobs = min(jobs, len(todo))
-    threads = max(1, (cores or os.cpu_count() or 1) // jobs)
+    cores = cores or os.cpu_count() or 1
+    threads = max(1, cores // jobs)
     machine, commit = _machine(threads, jobs), _commit()   # the code as the run starts
     results: dict = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -135,11 +151,16 @@ def execute(names=(), *, jobs: int = 2, out_dir: str | None = None, params=(), c
             os.makedirs(target, exist_ok=True)
         print(f"executing {len(todo)} chapter(s), {jobs} at a time with {threads} thread(s) each", flush=True)
         start = time.perf_counter()
+        share = os.path.join(scratch, "thread-share")
+        _write_share(share, threads)
         with ThreadPoolExecutor(jobs) as pool:
-            futures = [pool.submit(_run_one, n, scratch, list(params), threads) for n in todo]
+            futures = [pool.submit(_run_one, n, scratch, list(params), threads, share) for n in todo]
             for f in as_completed(futures):
                 name, seconds, error = f.result()
                 results[name] = (seconds, error)
+                left = len(todo) - len(results)
+                if 0 < left < jobs:   # the chapters still running share the cores that fell idle
+                    _write_share(share, max(threads, cores // left))
                 if target and not error:   # a page only once its chapter ran to the end
                     done = os.path.join(scratch, name + ".ipynb")
                     if edition:

@@ -14,8 +14,8 @@ import torch
 from .errors import ConfigError
 from .validate import integer
 
-__all__ = ["DEVICES", "cache_root", "data_root", "require_writable_folder", "folder_error", "pick_device",
-           "seed_everything"]
+__all__ = ["DEVICES", "THREAD_SHARE", "cache_root", "data_root", "require_writable_folder", "folder_error",
+           "pick_device", "follow_thread_share", "seed_everything"]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -125,3 +125,23 @@ def seed_everything(seed: int) -> torch.Generator:
     if torch.backends.cudnn.is_available():
         torch.backends.cudnn.benchmark = False
     return torch.Generator().manual_seed(seed)
+
+
+#: The variable naming a file that holds this process's share of the CPU threads: a runner of
+#: several processes (the book's executor) raises it once cores fall idle.
+THREAD_SHARE = "ROBGEN_THREAD_SHARE"
+
+
+def follow_thread_share() -> None:
+    """Set torch's intra-op threads to the share written in the file ``$ROBGEN_THREAD_SHARE``
+    (nothing without the variable, or with an unreadable file)."""
+    path = os.environ.get(THREAD_SHARE)
+    if not path:
+        return
+    try:
+        with open(path) as f:
+            threads = int(f.read().strip())
+    except (OSError, ValueError):
+        return
+    if threads >= 1 and threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
