@@ -3,6 +3,7 @@ import torch
 
 from robgen_lib.core.attacks import L2Rule, LinfRule, attack, attack_path, pgd, predict_logits
 from robgen_lib.core.errors import ConfigError
+from robgen_lib.core.versions import versioned
 
 
 def test_linf_pgd_stays_in_ball_and_box(trained, digits):
@@ -78,7 +79,7 @@ def test_bad_attack_parameters_are_refused(trained, digits, kw):
 
 
 def test_he_pgd_with_lambda_one_is_ascent_of_minus_true_logit(trained, digits):
-    from robgen_lib.core.attacks import he_pgd_loss
+    from robgen_lib.methods.he_pgd import he_pgd_loss
 
     x, y = digits.test.x[:64], digits.test.y[:64]
     minus_true_logit = lambda logits, yy: -logits.gather(1, yy.view(-1, 1)).squeeze(1)
@@ -90,7 +91,7 @@ def test_he_pgd_with_lambda_one_is_ascent_of_minus_true_logit(trained, digits):
 
 
 def test_he_pgd_raises_energy_above_pgd(trained, digits):
-    from robgen_lib.core.attacks import he_pgd_loss
+    from robgen_lib.methods.he_pgd import he_pgd_loss
     from robgen_lib.core.energy import marginal_energy
 
     x, y = digits.test.x, digits.test.y
@@ -105,14 +106,14 @@ def test_he_pgd_raises_energy_above_pgd(trained, digits):
 
 @pytest.mark.parametrize("lam", [-0.5, float("nan"), float("inf"), "abc"])
 def test_bad_lambda_is_refused(lam):
-    from robgen_lib.core.attacks import he_pgd_loss
+    from robgen_lib.methods.he_pgd import he_pgd_loss
 
     with pytest.raises(ConfigError, match="lam"):
         he_pgd_loss(lam)
 
 
 def test_energy_matching_moves_energy_to_target_and_fools(trained, digits):
-    from robgen_lib.core.attacks import energy_matching_loss
+    from robgen_lib.methods.he_pgd import energy_matching_loss
     from robgen_lib.core.energy import marginal_energy
 
     x, y = digits.test.x, digits.test.y
@@ -397,6 +398,7 @@ def test_robust_accuracy_keys_name_best_iterate_and_eot():
     assert robust_accuracy(model, Split(x, y), eot=2, **kw)["robust_accuracy"] == best["robust_accuracy"]
 
 
+@versioned(1)
 class _Linear3Spec(_Linear3):
     def spec(self) -> dict:
         return {"model": "linear3"}

@@ -158,3 +158,87 @@ def test_papermill_stops_a_misspelt_parameter_in_the_first_cell(tmp_path):
     setup = next(i for i, c in enumerate(cells) if "Chapter.from_parameters" in c.source)
     assert failed == [setup]
     assert files_under(tmp_path / "cache") == []
+
+
+# -- every fix a message names is one the user can apply -----------------------------------------
+
+def test_a_torchvision_dataset_not_on_disk_names_a_download_the_user_can_run(cache, monkeypatch):
+    """``-p dataset mnist`` at the quick profile: the chapter does not download (``-p download``
+    is not a chapter parameter), so the message gives the one command that does, for the same folder."""
+    import re
+
+    import robgen_lib.core.data as data_module
+
+    message = refused("energy", r"mnist is not in .* and download=False", cache, dataset="mnist")
+    assert "run once with download=True" not in message and "dataset='mnist5k'" in message
+    command = re.search(r'`python -c "(.*?)"`', message).group(1)
+    fetched = []
+    monkeypatch.setattr(data_module, "load_dataset", lambda *a, **k: fetched.append((a, k)))
+    exec(command, {})
+    assert fetched == [(("mnist",), {"download": True})]   # ROBGEN_DATA/mnist: where the chapter looks
+
+    refusal = refused("energy", r"does not take parameter download: only the profile sets it "
+                                r"\(quick: False, mnist: False, paper: True\); to fetch", cache,
+                      dataset="mnist", download=True)
+    assert "load_dataset('mnist', download=True)" in refusal and "set by the profile" not in refusal
+
+
+def test_the_download_command_keeps_a_given_data_dir(cache, tmp_path):
+    message = refused("energy", r"cifar10 is not in", cache, dataset="cifar10", data_dir=str(tmp_path / "c10"))
+    assert f"load_dataset('cifar10', data_dir='{tmp_path / 'c10'}', download=True)" in message
+
+
+def test_a_knob_only_profiles_set_says_so_without_advising_to_pass_it(cache):
+    message = refused("energy", r"does not take parameter weight_decay: every profile sets it to 0.0005", cache,
+                      weight_decay=0.1)
+    assert "weight_decay=" not in message
+
+
+@pytest.mark.parametrize("value", ["0,,4", "0,5,", ",0"])
+def test_an_empty_list_element_is_refused(cache, value):
+    message = refused("energy", r"step_grid=.* has an empty element \(step_grid\[\d\]\)", cache, step_grid=value)
+    assert repr(value) in message and '"0,5,10"' in message
+
+
+def test_a_dict_for_a_list_knob_says_it_takes_a_list(cache):
+    message = refused("energy", r'step_grid must be a list such as "0,5,10" or \[0, 5, 10\], got a dict', cache,
+                      step_grid={"a": 1})
+    assert "lacks" not in message
+
+
+def test_a_dict_under_an_unknown_name_is_not_skipped(cache):
+    refused("energy", r"unknown parameter n_seed; did you mean n_seeds\?", cache, n_seed={"a": 1})
+
+
+@pytest.mark.parametrize("dataset", ["digits", "mnist5k"])
+def test_a_data_dir_no_dataset_reads_is_refused(cache, tmp_path, dataset):
+    missing = tmp_path / "no-such-folder"
+    message = refused("energy", rf"data_dir='{missing}' is not used \(and {missing} does not exist\): dataset "
+                                rf"'{dataset}' ships inside .* data_dir applies only to datasets read from disk",
+                      cache, dataset=dataset, data_dir=str(missing))
+    assert "drop data_dir" in message and "dataset='imagefolder'" in message
+    existing = tmp_path / "a-folder"
+    existing.mkdir()
+    assert "does not exist" not in refused("he_pgd", rf"data_dir='{existing}' is not used: dataset '{dataset}'",
+                                           cache, dataset=dataset, data_dir=str(existing))
+
+
+def test_ood_imagefolder_without_data_dir_names_ood_dataset(cache):
+    refused("abs", r"ood_dataset='imagefolder' needs data_dir=", cache, ood_dataset="imagefolder")
+
+
+def test_too_large_a_held_out_split_names_the_fix(cache):
+    refused("energy", r"n_heldout=5000 leaves no training images \(there are 1438\); pass n_heldout < 1438", cache,
+            n_heldout=5000)
+
+
+def test_image_folders_with_different_classes_are_named(tmp_path, cache):
+    from PIL import Image
+
+    for split, classes in (("train", ("a", "b")), ("test", ("a", "c"))):
+        for k in classes:
+            os.makedirs(tmp_path / "imgs" / split / k)
+            for i in range(12):
+                Image.fromarray(np.full((8, 8, 3), 20 * i, np.uint8)).save(tmp_path / "imgs" / split / k / f"{i}.png")
+    refused("energy", r"different class folders \(only in train/: b; only in test/: c\); give both the same", cache,
+            dataset="imagefolder", data_dir=str(tmp_path / "imgs"))

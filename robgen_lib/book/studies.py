@@ -12,7 +12,7 @@ from ..core.fit import TrainedModel
 from ..methods.evaluate import robust_accuracy
 from ..methods.sampling import generate
 from .chapter import Chapter
-from .yardstick import ATTACKS, independent_robust_accuracy, is_stochastic
+from ..methods.independent import ATTACKS, independent_robust_accuracy, is_stochastic
 
 __all__ = ["sweep_models", "generated", "diffusion_models", "threats", "robust_images", "robust_table", "eot_for", "book_models", "attack_strength",
            "independent_table"]

@@ -6,8 +6,8 @@ One loop, two small step rules:
 * ℓ2:  x' ← Π_{‖x'-x‖₂≤ε, [0,1]} ( x' + α · ∇L / ‖∇L‖₂ )
 
 Untargeted attacks *ascend* L(f(x'), y); targeted attacks *descend* L(f(x'), target).
-A loss is any ``loss(logits, y) -> (N,)`` tensor, so HE-PGD and friends are losses, not
-new attacks.  Inputs are in [0, 1]; the model is put in eval mode during the attack and
+A loss is any ``loss(logits, y) -> (N,)`` tensor, so HE-PGD and friends
+(:mod:`robgen_lib.methods.he_pgd`) are losses, not new attacks.  Inputs are in [0, 1]; the model is put in eval mode during the attack and
 restored afterwards; the device is taken from the inputs.
 
 Two options make the attack fit models that are not smooth or not deterministic: ``eot``
@@ -17,7 +17,6 @@ highest loss) rather than the last.  :func:`robust_correct` uses the best iterat
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -25,24 +24,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import batch_slices
-from .energy import marginal_energy
 from .errors import ConfigError
 from .models import eval_mode, model_device
 from .progress import progress_bar
 from .validate import as_float
+from .versions import versioned
 
-__all__ = ["LinfRule", "L2Rule", "ce_loss", "dlr_loss", "he_pgd_loss", "energy_matching_loss", "HighEnergyLoss",
-           "EnergyMatchingLoss", "pgd", "check_eot", "attack",
+__all__ = ["LinfRule", "L2Rule", "ce_loss", "dlr_loss", "pgd", "check_eot", "attack",
            "attack_path", "predict_logits", "robust_correct", "boundary_attack"]
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+@versioned(1)
 def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-sample cross-entropy, the default PGD loss."""
     return F.cross_entropy(logits, y, reduction="none")
 
 
+@versioned(1)
 def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Difference-of-logits-ratio loss (Croce & Hein 2020): −(z_y − max_{i≠y} z_i) / (z_π1 − z_π3).
 
@@ -53,70 +53,6 @@ def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     true = logits.gather(1, y.view(-1, 1)).squeeze(1)
     other = logits.scatter(1, y.view(-1, 1), float("-inf")).max(1).values
     return -(true - other) / (srt[:, 0] - srt[:, 2] + 1e-12)
-
-
-@dataclass(frozen=True)
-class HighEnergyLoss:
-    """High-Energy PGD (Beadini & Masi): L = CE(x', y) + λ·E(x') = E(x', y) + (λ - 1)·E(x').
-
-    λ = 1 only lowers the true logit; λ > 1 also pushes the marginal energy E(x') up,
-    keeping attacked points near the data's energy instead of far below it.
-    """
-
-    lam: float
-
-    def __post_init__(self):
-        lam = as_float("lam", self.lam)
-        if lam < 0:
-            raise ConfigError(f"lam (HE-PGD's λ) must be >= 0, got {lam}; the paper uses 1.2-1.5")
-        object.__setattr__(self, "lam", lam)
-
-    def spec(self) -> dict:
-        return {"loss": "he_pgd", "lam": self.lam}
-
-    def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, y, reduction="none") + self.lam * marginal_energy(logits)
-
-
-def he_pgd_loss(lam: float) -> HighEnergyLoss:
-    """HE-PGD's loss with weight ``lam`` on the marginal energy (see :class:`HighEnergyLoss`)."""
-    return HighEnergyLoss(lam)
-
-
-@dataclass(frozen=True)
-class EnergyMatchingLoss:
-    """Fool first, then match the energy (this book's variant, beyond the paper).
-
-    Per image: while the true logit is not at least ``margin`` below the best other logit,
-    ascend CE; once it is, ascend -|E(x') - target| instead, which moves the marginal
-    energy toward ``target`` (e.g. the median clean energy).  A step that un-fools the
-    image switches it back to CE.
-    """
-
-    target: float
-    margin: float = 1.0
-
-    def __post_init__(self):
-        object.__setattr__(self, "target", as_float("target", self.target))
-        margin = as_float("margin", self.margin)
-        if margin < 0:
-            raise ConfigError(f"margin must be >= 0, got {margin}")
-        object.__setattr__(self, "margin", margin)
-
-    def spec(self) -> dict:
-        return {"loss": "energy_matching", "target": self.target, "margin": self.margin}
-
-    def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        true = logits.gather(1, y.view(-1, 1)).squeeze(1)
-        other = logits.scatter(1, y.view(-1, 1), float("-inf")).max(1).values
-        fooled = (true - other).detach() < -self.margin
-        match = -(marginal_energy(logits) - self.target).abs()
-        return torch.where(fooled, match, F.cross_entropy(logits, y, reduction="none"))
-
-
-def energy_matching_loss(target: float, margin: float = 1.0) -> EnergyMatchingLoss:
-    """The fool-then-match-energy loss (see :class:`EnergyMatchingLoss`)."""
-    return EnergyMatchingLoss(target, margin)
 
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:
@@ -284,6 +220,7 @@ def pgd(
     return x_adv.detach()
 
 
+@versioned(1)
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Logits of ``model`` on ``x`` in eval mode, batched, returned on the CPU."""
@@ -329,6 +266,7 @@ def attack_path(
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+@versioned(1)
 def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256, seed: int = 0,
            progress: bool = False, desc: str = "PGD", **pgd_kwargs) -> torch.Tensor:
     """PGD over a whole tensor of images, batched; adversarial images come back on the CPU."""

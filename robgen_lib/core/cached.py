@@ -3,15 +3,17 @@
     cached_call(store, energy_path, model, split, record, eps=8 / 255, step_size=2 / 255)
 
 runs ``energy_path`` once and afterwards reads its result from the artifact store. The key
-is the function's qualified name and every argument bound to its signature, defaults
-included (so changing a default changes the key):
+is the function's code id — its qualified name and the version it declares with
+:func:`~robgen_lib.core.versions.versioned` (a function without one is refused) — and every
+argument bound to its signature, defaults included (so changing a default changes the key):
 
 * plain values — numbers, strings, ``None``, lists, tuples and dicts of them — as they are;
-* a trained model (:class:`~robgen_lib.core.fit.TrainedModel`) by its spec; the function is
-  called with its network;
-* data — a split or a dataset — by its fingerprint;
-* a recipe, loss or objective by its ``spec()``;
-* a module-level function (e.g. a loss such as ``ce_loss``) by its qualified name;
+* a trained model (:class:`~robgen_lib.core.fit.TrainedModel`) by its full spec (its data, its
+  recipe's code, and for an assembled model every part's; see
+  :func:`~robgen_lib.core.fit.model_spec`); the function is called with its network;
+* data — a split or a dataset — by its fingerprint (the SHA-256 of its bytes);
+* a recipe, loss, objective or scorer by its ``spec()`` and its code id;
+* a module-level function (e.g. a loss such as ``ce_loss``) by its code id;
 * a tensor by the SHA-256 of its bytes.
 
 Anything else — a network without a spec, a lambda, a random generator — is refused with a
@@ -39,8 +41,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .fit import TrainedModel
+from .fit import TrainedModel, spec_of
 from .store import ArtifactStore
+from .versions import code_id
 
 __all__ = ["cached_call", "call_key"]
 
@@ -64,9 +67,9 @@ def _key_of(value: Any, where: str) -> Any:
     if callable(getattr(value, "fingerprint", None)):
         return {"data": value.fingerprint()}
     if callable(getattr(value, "spec", None)):
-        return {"spec": value.spec()}
+        return {"spec": spec_of(value)}
     if inspect.isfunction(value) and "<" not in value.__qualname__:
-        return {"function": f"{value.__module__}.{value.__qualname__}"}
+        return {"code": code_id(value)}
     what = "a network" if isinstance(value, nn.Module) else f"a {type(value).__name__}"
     raise TypeError(f"cannot derive a cache key from {where}: it is {what} without a spec; pass a trained "
                     f"model, data, plain values, or an object with spec()")
@@ -113,7 +116,7 @@ def call_key(fn: Callable, *args, **kwargs) -> dict:
     bound.apply_defaults()
     arguments = {name: _key_of(value, f"argument {name!r} of {fn.__name__}")
                  for name, value in bound.arguments.items() if name not in NOT_IN_KEY}
-    spec = {"function": f"{fn.__module__}.{fn.__qualname__}", "arguments": arguments}
+    spec = {"code": code_id(fn), "arguments": arguments}
     if _random_parts(_call_value(list(bound.arguments.values()))):
         spec["draws"] = "from the key"
     return spec

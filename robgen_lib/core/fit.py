@@ -40,15 +40,17 @@ from .errors import ConfigError, TrainingFailed
 from .models import build_model, model_device
 from .progress import progress_bar
 from .store import ArtifactStore, CorruptArtifact, spec_key
+from .versions import code_id, version_of, versioned
 
 __all__ = ["Standard", "PGDTraining", "ramped", "NoiseTraining", "Optimiser", "fit", "require_finite", "TrainedModel",
            "TrainingRecipe", "AssembledRecipe", "ClassifierRecipe", "obtain", "spec_of", "accuracy",
-           "default_augment", "TrainingFailed"]
+           "default_augment", "TrainingFailed", "model_spec"]
 
 
 # ----------------------------------------------------------------------- objectives
 
 
+@versioned(1)
 @dataclass(frozen=True)
 class Standard:
     """Cross-entropy on clean inputs."""
@@ -74,6 +76,7 @@ def ramped(eps: float, step_size: float, ramp: float, done: float) -> tuple[floa
     return eps * scale, step_size * scale
 
 
+@versioned(1)
 @dataclass(frozen=True)
 class PGDTraining:
     """Cross-entropy on PGD adversarial examples (ℓ∞ or ℓ2 ball of radius ``eps``), the budget
@@ -102,6 +105,7 @@ class PGDTraining:
         return F.cross_entropy(model(x_adv), y)
 
 
+@versioned(1)
 @dataclass(frozen=True)
 class NoiseTraining:
     """Cross-entropy on Gaussian-noised inputs, x + N(0, σ²I) clamped to [0, 1]."""
@@ -118,6 +122,7 @@ class NoiseTraining:
 # ----------------------------------------------------------------------- the loop
 
 
+@versioned(1)
 @dataclass(frozen=True)
 class Optimiser:
     """How parameters move: ``sgd`` (Nesterov, momentum 0.9) or ``adam``; a ``one-cycle``
@@ -171,6 +176,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.where(flip.view(n, 1, 1, 1), out.flip(-1), out)
 
 
+@versioned(1)
 def fit(model: nn.Module, data: Split, objective, *, epochs: int, batch_size: int, optimiser: Optimiser,
         seed: int = 0, augment: bool = False, progress: bool = True, desc: str = "train",
         monitor: Callable[[nn.Module], dict] | None = None) -> dict[str, list[float]]:
@@ -242,12 +248,16 @@ def fit(model: nn.Module, data: Split, objective, *, epochs: int, batch_size: in
 
 
 def spec_of(value: Any) -> Any:
-    """The cache spec of a recipe field: recipes and objectives by their ``spec()``, other
-    dataclasses (the optimiser) by their fields, tuples as lists, plain values as they are."""
+    """The cache spec of a recipe field: recipes, objectives and losses by their ``spec()`` with
+    their code id (:func:`~robgen_lib.core.versions.code_id`), other dataclasses (the optimiser)
+    by their fields and, when they declare one, their code id; tuples as lists, plain values as
+    they are."""
     if hasattr(value, "spec") and callable(value.spec):
-        return value.spec()
+        spec = value.spec()
+        return spec if "code" in spec else {**spec, "code": code_id(value)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: spec_of(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        fields = {f.name: spec_of(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {**fields, "code": code_id(value)} if version_of(type(value)) else fields
     if isinstance(value, (list, tuple)):
         return [spec_of(v) for v in value]
     if isinstance(value, dict):
@@ -285,7 +295,8 @@ class TrainingRecipe:
     kind: ClassVar[str]
 
     def spec(self) -> dict:
-        return {"recipe": self.kind, **{f.name: spec_of(getattr(self, f.name)) for f in dataclasses.fields(self)}}
+        return {"recipe": self.kind, "code": code_id(self),
+                **{f.name: spec_of(getattr(self, f.name)) for f in dataclasses.fields(self)}}
 
     def describe(self) -> str:
         return self.kind
@@ -316,7 +327,8 @@ class AssembledRecipe:
     kind: ClassVar[str]
 
     def spec(self) -> dict:
-        return {"recipe": self.kind, **{f.name: spec_of(getattr(self, f.name)) for f in dataclasses.fields(self)}}
+        return {"recipe": self.kind, "code": code_id(self),
+                **{f.name: spec_of(getattr(self, f.name)) for f in dataclasses.fields(self)}}
 
     def parts(self) -> list:
         """The recipes this model is assembled from."""
@@ -338,6 +350,7 @@ def default_augment(data: Dataset) -> bool:
     return c == 3 and h >= 32
 
 
+@versioned(1)
 @dataclass(frozen=True)
 class ClassifierRecipe(TrainingRecipe):
     """A classifier of architecture ``arch`` trained with ``objective``."""
@@ -365,6 +378,24 @@ class ClassifierRecipe(TrainingRecipe):
         return out
 
 
+def model_spec(recipe, data: Dataset) -> dict:
+    """What the model a recipe makes on ``data`` is cached under, and what evaluations of it are
+    keyed by: the data's fingerprint (the SHA-256 of every split) and the recipe's spec (its fields
+    and code id); a trained model adds the training loop's code id; an assembled one holds, in
+    place of each part's recipe, the part's own full spec. So a diffusion classifier whose
+    denoiser was trained on other images is another model, with other results."""
+    if isinstance(recipe, TrainingRecipe):
+        return {"data": data.fingerprint(), "loop": code_id(fit), **recipe.spec()}
+    if not isinstance(recipe, AssembledRecipe):
+        raise TypeError(f"obtain() takes a recipe, got {type(recipe).__name__}")
+    spec = recipe.spec()
+    for f in dataclasses.fields(recipe):
+        part = getattr(recipe, f.name)
+        if isinstance(part, (TrainingRecipe, AssembledRecipe)):
+            spec[f.name] = model_spec(part, data)
+    return {"data": data.fingerprint(), **spec}
+
+
 def _check_model_entry(payload: dict) -> None:
     """What :func:`obtain` reads from a stored model: a state dict, a history and extras."""
     for name in ("state_dict", "history", "extras"):
@@ -381,7 +412,8 @@ def obtain(recipe, data: Dataset, *, device: torch.device | str = "cpu", store: 
            progress: bool = True, min_accuracy: float | None = None, memo: dict | None = None) -> TrainedModel:
     """The model a recipe describes: from the artifact store, or trained now and stored.
 
-    The cache spec is the recipe's fields and the data's fingerprint. An assembled recipe
+    The cache spec is :func:`model_spec`: the recipe's fields and code, the data's fingerprint
+    and, for an assembled recipe, the full spec of each of its parts. An assembled recipe
     obtains its parts the same way, and is made afresh on each call (wrappers may hold
     random state). ``memo`` (a dict kept by the caller) hands out each trained or loaded
     network once, so the models assembled from it share it (and its counters).
@@ -397,18 +429,17 @@ def obtain(recipe, data: Dataset, *, device: torch.device | str = "cpu", store: 
             parts.append(obtain(part, data, device=device, store=store, progress=progress, memo=memo))
             return parts[-1]
 
+        spec = model_spec(recipe, data)
         leaf = memo is not None and not recipe.parts()   # e.g. weights from a file: loaded once, shared
-        key = (recipe.kind, spec_key(recipe.spec()))
+        key = (recipe.kind, spec_key(spec))
         if leaf and key in memo:
             return memo[key]
         model = recipe.assemble(get).to(device).eval()
-        out = TrainedModel(model, recipe.spec(), from_cache=all(p.from_cache for p in parts))
+        out = TrainedModel(model, spec, from_cache=all(p.from_cache for p in parts))
         if leaf:
             memo[key] = out
         return out
-    if not isinstance(recipe, TrainingRecipe):
-        raise TypeError(f"obtain() takes a recipe, got {type(recipe).__name__}")
-    spec = {"data": data.fingerprint(), **recipe.spec()}
+    spec = model_spec(recipe, data)
     key = (recipe.kind, spec_key(spec))
     if memo is not None and key in memo:
         return memo[key]

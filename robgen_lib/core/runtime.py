@@ -14,8 +14,8 @@ import torch
 from .errors import ConfigError
 from .validate import integer
 
-__all__ = ["DEVICES", "THREAD_SHARE", "cache_root", "data_root", "require_writable_folder", "folder_error",
-           "pick_device", "follow_thread_share", "seed_everything"]
+__all__ = ["DEVICES", "THREAD_SHARE", "ROOT_VARIABLES", "absolute_roots", "cache_root", "data_root",
+           "require_writable_folder", "folder_error", "pick_device", "follow_thread_share", "seed_everything"]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -24,14 +24,31 @@ def _user_cache() -> str:
     return os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
 
 
+#: The variables that move the cache and the data; a relative value is a path from the folder
+#: the run started in (see :func:`absolute_roots`).
+ROOT_VARIABLES = ("ROBGEN_CACHE", "ROBGEN_DATA")
+
+
+def _from_variable(name: str) -> str | None:
+    value = os.environ.get(name)
+    return os.path.abspath(os.path.expanduser(value)) if value else None
+
+
+def absolute_roots() -> dict[str, str]:
+    """The root variables that are set, each as an absolute path resolved against the current
+    folder: a runner exports these to its children (which may run in other folders), so that
+    one relative ``ROBGEN_CACHE`` names one cache."""
+    return {name: path for name in ROOT_VARIABLES if (path := _from_variable(name))}
+
+
 def cache_root() -> str:
-    """Where trained models and results are cached (``ROBGEN_CACHE``)."""
-    return os.environ.get("ROBGEN_CACHE") or os.path.join(_user_cache(), "robgen", "artifacts")
+    """Where trained models and results are cached (``ROBGEN_CACHE``, made absolute)."""
+    return _from_variable("ROBGEN_CACHE") or os.path.join(_user_cache(), "robgen", "artifacts")
 
 
 def data_root() -> str:
-    """Where downloadable datasets live (``ROBGEN_DATA``)."""
-    return os.environ.get("ROBGEN_DATA") or os.path.join(_user_cache(), "robgen", "data")
+    """Where downloadable datasets live (``ROBGEN_DATA``, made absolute)."""
+    return _from_variable("ROBGEN_DATA") or os.path.join(_user_cache(), "robgen", "data")
 
 
 def _size(n: float) -> str:

@@ -1,8 +1,10 @@
 """A content-addressed artifact cache for trained models and results.
 
 * **Key** = SHA-256 of the canonical JSON of the *spec* that produced the artifact
-  (dataset fingerprint, architecture, objective, hyper-parameters, seed, and
-  :data:`CACHE_VERSION`), so chapters that ask for the same model share it.
+  (the data's SHA-256, architecture, objective, hyper-parameters, seed, the parts of an
+  assembled model, the code ids of the code that computed it — see
+  :mod:`robgen_lib.core.versions` — and :data:`CACHE_VERSION`, the store's format), so chapters
+  that ask for the same model share it.
 * **One file per entry**, ``<root>/<kind>/<key[:2]>/<key>.artifact``: a JSON header line
   (format, cache version, kind, canonical spec, SHA-256 and byte count of the payload),
   then the ``torch.save`` bytes of the payload.
@@ -33,6 +35,7 @@ between processes on one machine (and on network file systems whose ``flock`` is
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import io
@@ -51,11 +54,12 @@ import torch
 from .errors import ConfigError
 from .runtime import cache_root, folder_error, require_writable_folder
 
-__all__ = ["CACHE_VERSION", "ArtifactStore", "CorruptArtifact", "spec_key", "file_digest", "require_writable",
-           "tell_terminal"]
+__all__ = ["CACHE_VERSION", "ArtifactStore", "CorruptArtifact", "Entry", "read_header", "spec_key", "file_digest",
+           "require_writable", "tell_terminal"]
 
-#: Bump when a change of code changes what a spec produces, or the layout of an entry changes.
-CACHE_VERSION = 3
+#: Bump when the layout of an entry or of a key changes. A change of the code that computes a
+#: result is a new version of that code (:mod:`robgen_lib.core.versions`), not of the store.
+CACHE_VERSION = 4
 
 _FORMAT = "robgen-artifact"
 _SUFFIX = ".artifact"
@@ -305,6 +309,40 @@ def _publish(path: str, blob: bytes) -> None:
 # ----------------------------------------------------------------------- the store
 
 
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fd)
+    return (own.st_dev, own.st_ino) == (st.st_dev, st.st_ino)
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A published entry as :meth:`ArtifactStore.entries` finds it: its kind, key, file, size in
+    bytes, modification time and header (format, cache version, kind, spec; ``None`` if unreadable)."""
+
+    kind: str
+    key: str
+    path: str
+    size: int
+    mtime: float
+    header: dict | None
+
+
+def read_header(path: str) -> dict | None:
+    """The JSON header line of an entry file, or ``None`` if it has none (raises
+    :class:`FileNotFoundError` if the file is gone)."""
+    with open(path, "rb") as f:
+        line = f.readline(1 << 22)
+    try:
+        header = json.loads(line)
+    except ValueError:
+        return None
+    return header if isinstance(header, dict) and header.get("format") == _FORMAT else None
+
+
 def _writing(kind: str, path: str) -> str:
     return f"writing the {kind} entry {os.path.basename(path)}"
 
@@ -337,6 +375,12 @@ class ArtifactStore:
             raise _cache_error(self.root, err, doing) from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            # a pruner removes a lock file while it holds it: a lock taken on a removed file
+            # guards nothing, so take the one now at the path instead
+            while not _same_file(fd, lock):
+                os.close(fd)
+                fd = os.open(lock, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+                fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)   # releases the lock
@@ -418,6 +462,49 @@ class ArtifactStore:
                 raise CorruptArtifact(f"build() of the {kind} entry made a bad payload: {err}") from None
             self._write(path, blob, kind)
             return payload
+
+    # -- managing the cache (python -m robgen_lib.cache) -------------------------------
+
+    def entries(self) -> Iterator["Entry"]:
+        """Every published entry (temporary files and locks are not entries), with its header
+        (``None`` when it cannot be read); an entry removed meanwhile is skipped."""
+        if not os.path.isdir(self.root):
+            return
+        for kind in sorted(os.listdir(self.root)):
+            top = os.path.join(self.root, kind)
+            if not os.path.isdir(top):
+                continue
+            for folder, _, files in os.walk(top):
+                for name in sorted(files):
+                    if not name.endswith(_SUFFIX) or name.startswith(_TEMP_PREFIX):
+                        continue
+                    path = os.path.join(folder, name)
+                    try:
+                        st = os.stat(path)
+                        header = read_header(path)
+                    except FileNotFoundError:
+                        continue
+                    yield Entry(kind, name[: -len(_SUFFIX)], path, st.st_size, st.st_mtime, header)
+
+    def remove(self, entry: "Entry", still: Callable[["Entry"], bool]) -> bool:
+        """Remove ``entry`` under its key's lock, if ``still(entry)`` holds for it as it is then
+        (read again under the lock: a run may have just rebuilt it); its lock file goes too.
+        Returns whether it was removed."""
+        lock = entry.path[: -len(_SUFFIX)] + ".lock"
+        with self._locked(entry.path, f"removing the {entry.kind} entry {os.path.basename(entry.path)}"):
+            try:
+                st = os.stat(entry.path)
+                now = Entry(entry.kind, entry.key, entry.path, st.st_size, st.st_mtime, read_header(entry.path))
+            except FileNotFoundError:
+                now = None
+            removed = False
+            if now is not None and still(now):
+                os.remove(entry.path)
+                removed = True
+            if now is None or removed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(lock)   # waiters re-open the path (see _locked)
+            return removed
 
     def __contains__(self, item: tuple[str, dict]) -> bool:
         kind, spec = item

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 from fractions import Fraction
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -91,16 +91,30 @@ def choice(*allowed: str) -> Check:
 
 
 def list_of(item: Check, *, min_len: int = 1) -> Check:
+    """A tuple of ``item`` values from a list, a comma-separated string such as ``"0,5,10"``
+    (brackets welcome) or a single number; an empty element (``"0,,4"``) is refused."""
+    example = 'a list such as "0,5,10" or [0, 5, 10]'
+
     def check(name: str, value: Any) -> tuple:
+        given = value
         if isinstance(value, str):
-            value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+            inner = value.strip()
+            if inner[:1] + inner[-1:] in ("[]", "()"):
+                inner = inner[1:-1]
+            value = [] if not inner.strip() else inner.split(",")
+            empty = [i for i, v in enumerate(value) if not v.strip()]
+            if empty:
+                raise ConfigError(f"{name}={given!r} has an empty element ({name}[{empty[0]}]); give {example}, "
+                                  f"one value between each pair of commas")
         elif isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
             value = [value]      # papermill reads `-p grid 0.5` as a number: a list of one
-        if not isinstance(value, Iterable):
-            raise ConfigError(f"{name} must be a list, got {value!r}")
+        if isinstance(value, Mapping):
+            raise ConfigError(f"{name} must be {example}, got a dict {given!r}")
+        if isinstance(value, (set, frozenset)) or not isinstance(value, Iterable) or isinstance(value, bytes):
+            raise ConfigError(f"{name} must be {example}, got {given!r}")
         out = tuple(item(f"{name}[{i}]", v) for i, v in enumerate(value))
         if len(out) < min_len:
-            raise ConfigError(f"{name} needs at least {min_len} value(s)")
+            raise ConfigError(f"{name} needs at least {min_len} value(s), such as \"0,5,10\"; got {given!r}")
         return out
 
     return check

@@ -16,6 +16,7 @@ from ..core.data import Split
 from ..core.energy import EnergyDetector, ce_decomposition, marginal_energy, roc_curve
 from ..core.models import model_device
 from ..core.parallel import sharded_map
+from ..core.versions import versioned
 from .generative import latent_descent_attack
 
 __all__ = [
@@ -30,11 +31,13 @@ def accuracy_of(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.argmax(1) == y).float().mean())
 
 
+@versioned(1)
 def clean_accuracy(model: nn.Module, split: Split, *, batch_size: int = 256) -> float:
     """Fraction of ``split`` the model classifies correctly."""
     return accuracy_of(predict_logits(model, split.x, batch_size), split.y)
 
 
+@versioned(1)
 def identity_gap(model: nn.Module, split: Split) -> dict:
     """max |CE - (E(x,y) - E(x))| over ``split`` and the three means."""
     logits = predict_logits(model, split.x)
@@ -43,6 +46,7 @@ def identity_gap(model: nn.Module, split: Split) -> dict:
             "mean_joint": float(exy.mean()), "mean_marginal": float(ex.mean()), "n": len(split)}
 
 
+@versioned(1)
 def clean_and_attacked(model: nn.Module, split: Split, *, steps: int, eps: float, step_size: float,
                        norm: str = "linf", loss=ce_loss, seed: int = 0, eot: int = 1, batch_size: int = 512,
                        progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,6 +58,7 @@ def clean_and_attacked(model: nn.Module, split: Split, *, steps: int, eps: float
     return clean, adv
 
 
+@versioned(1)
 def energy_path(model: nn.Module, split: Split, record: Sequence[int], *, eps: float, step_size: float,
                 norm: str = "linf", loss=ce_loss, seed: int = 0, batch_size: int = 512,
                 progress: bool = True) -> dict:
@@ -72,6 +77,7 @@ def energy_path(model: nn.Module, split: Split, record: Sequence[int], *, eps: f
             "mean_energy": energies.mean(1).tolist(), "energy": energies}
 
 
+@versioned(1)
 def eps_sweep(model: nn.Module, split: Split, eps_grid: Sequence[float], *, steps: int, step_ratio: float,
               heldout: Split | None = None, temperature: float = 1.0, norm: str = "linf", loss=ce_loss,
               seed: int = 0, batch_size: int = 512, progress: bool = True) -> dict:
@@ -127,6 +133,7 @@ def ks_statistic(a, b) -> float:
     return float(ks_2samp(np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()).statistic)
 
 
+@versioned(1)
 def attack_energies(model: nn.Module, split: Split, *, steps: int, eps: float, step_size: float, loss=ce_loss,
                     seed: int = 0, eot: int = 1, batch_size: int = 512, progress: bool = True) -> dict:
     """Clean and attacked marginal energies and the attack's accuracy on ``split`` (one PGD
@@ -157,6 +164,7 @@ def first_crossing(xs: Sequence[float], holds: Sequence[bool]) -> float | None:
     return None
 
 
+@versioned(1)
 def detector_study(model: nn.Module, heldout: Split, test: Split, *, temperatures: Sequence[float], eps: float,
                    step_size: float, steps: int, norm: str = "linf", loss=ce_loss, seed: int = 0,
                    batch_size: int = 512, progress: bool = True) -> dict:
@@ -188,6 +196,7 @@ def detector_study(model: nn.Module, heldout: Split, test: Split, *, temperature
 LOSSES = {"ce": ce_loss, "dlr": dlr_loss}
 
 
+@versioned(1)
 def robust_accuracy(model: nn.Module, split: Split, *, norm: str, eps: float, steps: int, restarts: int = 1,
                     losses: Sequence[str] = ("ce", "dlr"), step_size: float | None = None, seed: int = 0,
                     best_iterate: bool = True, eot: int = 1, batch_size: int = 64, progress: bool = True) -> dict:
@@ -222,6 +231,7 @@ def robust_accuracy(model: nn.Module, split: Split, *, norm: str, eps: float, st
             "robust_accuracy": float(out["robust"].float().mean())}
 
 
+@versioned(1)
 def latent_descent_robustness(model: nn.Module, split: Split, *, norm: str, eps: float, steps: int = 10,
                               step: float = 0.25, seed: int = 0, batch_size: int = 64, progress: bool = True) -> dict:
     """Per image: ``clean`` correctness and ``robust`` (still correct after
@@ -238,6 +248,7 @@ def latent_descent_robustness(model: nn.Module, split: Split, *, norm: str, eps:
                        desc=f"latent descent ({norm}, ε={eps:.3g})", progress=progress)
 
 
+@versioned(1)
 def decision_distances(model: nn.Module, split: Split, pool: torch.Tensor, *, norm: str, candidates: int = 10,
                        iters: int = 100, seed: int = 0, batch_size: int = 64, progress: bool = True) -> dict:
     """Per image: clean correctness and the ``norm`` distance of the closest adversarial the

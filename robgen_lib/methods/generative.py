@@ -29,9 +29,10 @@ from torch.func import functional_call, stack_module_state, vmap
 from ..core.attacks import RULES
 from ..core.data import Dataset
 from ..core.errors import ConfigError
-from ..core.fit import AssembledRecipe, Optimiser, TrainingRecipe
+from ..core.fit import AssembledRecipe, TrainingRecipe
 from ..core.models import eval_mode, last_linear
 from ..core.parallel import batch_generator
+from ..core.versions import versioned
 
 __all__ = ["ClassVAE", "ABS", "pixels", "FeatureSimilarity", "ClassELBO", "ClassVAEsRecipe", "ABSRecipe",
            "latent_descent_attack", "reconstruction_study"]
@@ -241,6 +242,7 @@ def latent_descent_attack(model: ABS, x: torch.Tensor, y: torch.Tensor, *, norm:
     return x_adv
 
 
+@versioned(1)
 def reconstruction_study(model: ABS, x: torch.Tensor, y: torch.Tensor, *, n_noise: int = 64, seed: int = 0,
                          batch_size: int = 256, per_image: bool = True) -> dict:
     """How well the class models explain their own class, the other classes and noise.
@@ -274,6 +276,7 @@ def reconstruction_study(model: ABS, x: torch.Tensor, y: torch.Tensor, *, n_nois
     return out
 
 
+@versioned(1)
 @dataclass(frozen=True)
 class ClassELBO:
     """Each class VAE's negative ELBO on the images of its class (summed per image, averaged
@@ -301,6 +304,7 @@ class ClassELBO:
         return {"loss": elbo + self.discriminative * ce, "elbo": elbo, "ce": ce}
 
 
+@versioned(1)
 @dataclass(frozen=True)
 class ClassVAEsRecipe(TrainingRecipe):
     """One :class:`ClassVAE` per class (latent size ``latent``, hidden ``width``), trained
@@ -318,6 +322,7 @@ class ClassVAEsRecipe(TrainingRecipe):
         return nn.ModuleList([ClassVAE(data.image_shape, self.latent, self.width) for _ in range(data.num_classes)])
 
 
+@versioned(1)
 @dataclass(frozen=True)
 class ABSRecipe(AssembledRecipe):
     """An ABS classifier over class VAEs; ``embed`` is ``None`` for the pixel similarity or a

@@ -24,6 +24,7 @@ from ..core.energy import marginal_energy
 from ..core.errors import ConfigError, TrainingFailed
 from ..core.fit import ramped
 from ..core.models import frozen_batchnorm
+from ..core.versions import versioned
 from .sampling import sgld
 
 __all__ = ["JEATTraining", "ReplayBuffer"]
@@ -49,6 +50,7 @@ class ReplayBuffer:
         self.data[idx] = x.detach().cpu()
 
 
+@versioned(1)
 class JEATTraining:
     """JEAT as reconstructed by this book (see the module docstring)."""
 

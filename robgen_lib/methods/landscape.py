@@ -19,10 +19,12 @@ from torch import nn
 from ..core.data import Split
 from ..core.energy import joint_energy
 from ..core.models import eval_mode, model_device
+from ..core.versions import versioned
 
 __all__ = ["energy_landscape", "flatness", "centre_ranks", "centre_rank"]
 
 
+@versioned(1)
 @torch.no_grad()
 def energy_landscape(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, radius: float, n: int = 21,
                      seed: int = 0) -> dict:
@@ -44,6 +46,7 @@ def energy_landscape(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, radi
     return {"offsets": offsets, "energy": out}
 
 
+@versioned(1)
 def flatness(model: nn.Module, split: Split, *, eps: float, n_samples: int = 16, seed: int = 0,
              per_image: bool = True) -> dict:
     """Mean ‖∇ₓE(x, y)‖₂ over ``split`` (``grad_norm``) and mean range of E(·, y) over

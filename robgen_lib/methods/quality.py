@@ -25,6 +25,8 @@ Inception weights download at first use — a user's machine, not an offline one
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 from torch import nn
@@ -32,9 +34,10 @@ from torch import nn
 from ..core.data import Split, batch_slices
 from ..core.models import eval_mode, last_linear, model_device
 from ..core.stats import bootstrap
+from ..core.versions import versioned
 
 __all__ = ["penultimate_features", "PixelScorer", "scorer_view", "gaussian_fit", "frechet_distance", "is_style_score",
-           "sample_quality", "rate", "score_difference", "saturated",
+           "sample_quality", "rate", "score_difference", "quality_differences", "saturated",
            "fidelity_scores", "FidelityUnavailable"]
 
 
@@ -59,6 +62,7 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, batch_size: int = 51
     return torch.cat(feats), torch.cat(probs)
 
 
+@versioned(1)
 class PixelScorer:
     """A network-free scorer: features are the pixels, average-pooled to at most
     ``feature_side`` × ``feature_side`` per channel (8×8 digits: the raw pixels; a 28×28
@@ -156,6 +160,7 @@ def is_style_score(probs) -> float:
     return float(np.exp((p * (np.log(p) - np.log(marginal))).sum(1).mean()))
 
 
+@versioned(1)
 def sample_quality(scorer: nn.Module, samples: torch.Tensor, reference: torch.Tensor,
                    targets: torch.Tensor | None = None) -> dict:
     """The scorer's view of a set of samples.
@@ -208,6 +213,25 @@ def score_difference(scorer, a: torch.Tensor, b: torch.Tensor, reference: torch.
         return score(fa, pa, i) - score(fb, pb, i)
 
     return bootstrap(np.arange(len(a)), statistic, n_resamples=n_resamples, seed=seed, vectorized=False)
+
+
+@versioned(1)
+def quality_differences(scorers, a: torch.Tensor, b: torch.Tensor, reference: torch.Tensor, *,
+                        metrics: Sequence[str] = ("is_style", "fid_style"), seed: int = 0) -> dict:
+    """The measurements a comparison of sample sets ``a`` and ``b`` (grown from the same seeds)
+    rests on, per scorer (a mapping name → network or :class:`PixelScorer`) and metric: each
+    set's score and :func:`score_difference` of ``a`` minus ``b`` (value, interval, n). Nothing
+    is decided here; the book decides from these numbers each time it runs."""
+    out = {}
+    for sname, scorer in scorers.items():
+        for metric in metrics:
+            scores = [float(is_style_score(scorer_view(scorer, x)[1].numpy())) if metric == "is_style"
+                      else float("nan") for x in (a, b)]
+            d = score_difference(scorer, a, b, reference, metric, seed=seed)
+            out[f"{sname}/{metric}"] = {"scorer": sname, "metric": metric, "a": scores[0], "b": scores[1],
+                                        "value": float(d.value), "low": float(d.low), "high": float(d.high),
+                                        "n": int(d.n)}
+    return out
 
 
 def saturated(values, num_classes: int, tolerance: float = 0.01) -> bool:

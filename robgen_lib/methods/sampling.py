@@ -23,6 +23,7 @@ from ..core.errors import ConfigError
 from ..core.models import eval_mode, model_device
 from ..core.progress import progress_bar
 from ..core.validate import as_float
+from ..core.versions import versioned
 
 __all__ = ["ClassGaussians", "fit_class_gaussians", "sample_seeds", "generate", "sgld", "sgld_samples"]
 
@@ -57,6 +58,7 @@ def sample_seeds(g: ClassGaussians, labels: torch.Tensor, generator: torch.Gener
     return x.clamp(0.0, 1.0).view(len(labels), *g.shape)
 
 
+@versioned(1)
 def generate(model: nn.Module, seeds: torch.Tensor, targets: torch.Tensor, *, eps: float, step_size: float,
              steps: int, batch_size: int = 256, progress: bool = False) -> torch.Tensor:
     """Targeted ℓ2 PGD on CE toward ``targets`` from ``seeds`` (no random start), batched on the
@@ -89,6 +91,7 @@ def sgld(model: nn.Module, x: torch.Tensor, *, steps: int, step_size: float, noi
     return x.detach()
 
 
+@versioned(1)
 def sgld_samples(model: nn.Module, starts: torch.Tensor, *, steps: int, step_size: float, noise: float,
                  y: torch.Tensor | None = None, seed: int = 0, batch_size: int = 256,
                  progress: bool = False) -> torch.Tensor:

@@ -27,6 +27,7 @@ from ..core.errors import ConfigError
 from ..core.fit import AssembledRecipe
 from ..core.models import eval_mode, model_device
 from ..core.parallel import batch_generator
+from ..core.versions import versioned
 from .diffusion import Schedule
 
 __all__ = ["Smoothed", "Certificate", "clopper_pearson_lower", "denoise_then_classify", "ABSTAIN", "certify_split",
@@ -147,6 +148,7 @@ def certify_split(smoothed: Smoothed, x: torch.Tensor, y: torch.Tensor, *, n0: i
             "p_lower": torch.tensor([c.p_lower for c in certs]), "correct": label == y.cpu()}
 
 
+@versioned(1)
 def certify(model: nn.Module, split: Split, *, sigma: float, num_classes: int, n0: int, n: int, alpha: float,
             seed: int = 0) -> dict[str, torch.Tensor]:
     """:func:`certify_split` of ``model`` smoothed at ``sigma`` over ``split`` (noise seeded per image)."""
@@ -203,6 +205,7 @@ class SoftSmoothed(nn.Module):
 # ----------------------------------------------------------------------- recipes
 
 
+@versioned(1)
 @dataclass(frozen=True)
 class DenoisedRecipe(AssembledRecipe):
     """``base`` (a classifier recipe) behind one denoising step of ``denoiser`` at noise σ."""
@@ -217,6 +220,7 @@ class DenoisedRecipe(AssembledRecipe):
         return denoise_then_classify(get(self.denoiser).model, get(self.base).model, self.sigma)
 
 
+@versioned(1)
 @dataclass(frozen=True)
 class SoftSmoothedRecipe(AssembledRecipe):
     """``base`` under Gaussian noise σ as a :class:`SoftSmoothed` model (``draws`` copies per call)."""

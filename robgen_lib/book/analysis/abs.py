@@ -19,7 +19,7 @@ from ...core.stats import Estimate, all_of, bootstrap, decide, difference, paire
 from ...methods.evaluate import knn_labels, robust_at
 from ...methods.smoothing import certified_accuracy
 from ..report import fmt_budget, markdown_table, pct, table
-from ..yardstick import prediction_cost
+from ...methods.independent import prediction_cost
 from . import common
 
 __all__ = ["latent_excess", "ladder_shrinks", "margin_restored", "class_vaes_summary", "training_curves", "first_of_each_class", "reconstruction_grid", "ms_per_image",
@@ -74,7 +74,7 @@ def reconstruction_grid(models: Mapping[str, TrainedModel], x: torch.Tensor) -> 
 
 def ms_per_image(models: Mapping, x: torch.Tensor) -> dict:
     """Wall time of one batched prediction of ``x``, in ms per image, for each model (after
-    a warm-up pass; see :func:`~robgen_lib.book.yardstick.prediction_cost`). Machine-dependent."""
+    a warm-up pass; see :func:`~robgen_lib.methods.independent.prediction_cost`). Machine-dependent."""
     return {key: prediction_cost(m.model, x)["ms"] for key, m in models.items()}
 
 

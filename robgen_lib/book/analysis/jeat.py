@@ -18,8 +18,7 @@ from ...core.fit import TrainedModel
 from ...core.stats import Estimate, all_of, bootstrap, decide, paired
 from ...methods.evaluate import accuracy_of
 from ...methods.landscape import centre_rank, centre_ranks
-from ...methods.quality import (HIGHER_IS_BETTER, FidelityUnavailable, fidelity_scores, is_style_score, rate, saturated,
-                                score_difference, scorer_view)
+from ...methods.quality import HIGHER_IS_BETTER, FidelityUnavailable, fidelity_scores, rate, saturated
 from ...methods.sampling import fit_class_gaussians, sample_seeds
 from .. import plots
 from ..report import fmt_budget, pct, table
@@ -166,34 +165,31 @@ def score_pairs(quality: Mapping[str, dict]) -> list[tuple[str, str]]:
     return [(s, m) for s in next(iter(quality.values())) for m in METRICS]
 
 
-def quality_verdict(scorers: Mapping[str, object], a: torch.Tensor, b: torch.Tensor, reference: torch.Tensor,
-                    a_name: str, num_classes: int, *, seed: int = 0) -> dict:
-    """Do samples ``a`` beat samples ``b`` (grown from the same seeds)? For every scorer and
-    metric, the paired bootstrap difference (:func:`~robgen_lib.methods.quality.score_difference`)
-    decides *better*, *worse* or *tied*; an IS-style score at its ceiling K for both sets is
-    *saturated* and does not count. With W better and L worse of the n counted scores:
-    every one better → ``holds`` True; none counted → not ``informative``; none better or
-    worse → None (inconclusive); more better than worse → False with ``only_when`` the
-    better ones; otherwise False (the scores that disagree are at least as many)."""
+def quality_verdict(differences: Mapping[str, dict], a_name: str, num_classes: int) -> dict:
+    """Do samples A beat samples B (grown from the same seeds)? Decided from the measurements
+    of :func:`~robgen_lib.methods.quality.quality_differences` (A minus B): for every scorer and
+    metric the paired bootstrap difference decides *better*, *worse* or *tied*; an IS-style
+    score at its ceiling K for both sets is *saturated* and does not count. With W better and L
+    worse of the n counted scores: every one better → ``holds`` True; none counted → not
+    ``informative``; none better or worse → None (inconclusive); more better than worse → False
+    with ``only_when`` the better ones; otherwise False (the scores that disagree are at least
+    as many)."""
     better, worse, tied, sat, parts = [], [], [], [], []
-    for sname, scorer in scorers.items():
-        net = getattr(scorer, "model", scorer)
-        for metric in METRICS:
-            label = _label(sname, metric)
-            if metric == "is_style":
-                values = [is_style_score(scorer_view(net, x)[1].numpy()) for x in (a, b)]
-                if saturated(values, num_classes):
-                    sat.append(label)
-                    parts.append(f"{label} saturated ({values[0]:.2f} vs {values[1]:.2f})")
-                    continue
-            d = score_difference(net, a, b, reference, metric, seed=seed)
-            up = HIGHER_IS_BETTER[metric]
-            (better if decide(d, 0.0, above=up) is True else worse if decide(d, 0.0, above=not up) is True
-             else tied).append(label)
-            parts.append(f"{label} {d.value:+.3g} [{d.low:+.3g}, {d.high:+.3g}]")
+    n = 0
+    for m in differences.values():
+        label, n = _label(m["scorer"], m["metric"]), m["n"]
+        if m["metric"] == "is_style" and saturated([m["a"], m["b"]], num_classes):
+            sat.append(label)
+            parts.append(f"{label} saturated ({m['a']:.2f} vs {m['b']:.2f})")
+            continue
+        d = Estimate(m["value"], m["low"], m["high"], m["n"], percent=False)
+        up = HIGHER_IS_BETTER[m["metric"]]
+        (better if decide(d, 0.0, above=up) is True else worse if decide(d, 0.0, above=not up) is True
+         else tied).append(label)
+        parts.append(f"{label} {d.value:+.3g} [{d.low:+.3g}, {d.high:+.3g}]")
     counted = len(better) + len(worse) + len(tied)
     holds = None if not (better or worse) else (len(better) == counted)
-    text = (f"{a_name} minus the other, n = {len(a)} paired samples: " + "; ".join(parts)
+    text = (f"{a_name} minus the other, n = {n} paired samples: " + "; ".join(parts)
             + f" — better on {len(better)}, worse on {len(worse)}, tied on {len(tied)} of {counted} counted scores")
     return {"better": better, "worse": worse, "tied": tied, "saturated": sat, "holds": holds,
             "informative": counted > 0, "text": text,

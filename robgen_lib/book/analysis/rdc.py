@@ -13,7 +13,7 @@ from ...core.energy import auroc
 from ...core.stats import Estimate, all_of, bootstrap, decide, paired, proportion, within
 from ..report import fmt_budget, pct, table
 from . import common
-from ..yardstick import prediction_cost
+from ...methods.independent import prediction_cost
 
 __all__ = ["denoiser_summary", "sweep", "sweep_table", "percent_curves", "timestep_tradeoff", "valid_stand_in",
            "peak_at", "MULTI_HEAD", "SINGLE_HEAD", "head_cost", "head_savings", "cost_table", "threat_label",
@@ -108,7 +108,7 @@ def head_cost(multi_head: nn.Module, single_head: nn.Module, images: torch.Tenso
     """Two diffusion classifiers on ``images``: one on a multi-head denoiser (every class's
     noise in one pass) and one on a single-head, label-embedded denoiser (one pass per class).
     Per way: network evaluations per image and ms per image
-    (:func:`~robgen_lib.book.yardstick.prediction_cost`: the denoiser's passes counted by a
+    (:func:`~robgen_lib.methods.independent.prediction_cost`: the denoiser's passes counted by a
     hook, one warm-up call, then one timed call)."""
     return {label: prediction_cost(model, images) for label, model in ((MULTI_HEAD, multi_head),
                                                                         (SINGLE_HEAD, single_head))}

@@ -15,7 +15,7 @@ from ...core.energy import auroc
 from ...core.stats import Estimate, all_of, decide, paired
 from ..report import fmt_budget, pct, table
 from . import common
-from ..yardstick import ATTACKS, is_stochastic, prediction_cost
+from ...methods.independent import ATTACKS, is_stochastic, prediction_cost
 
 __all__ = ["NORM_SYMBOLS", "threat_label", "threat_labels", "contestants_table", "side_by_side", "attack_tables",
            "own_vs_independent", "masking", "grid_threats", "curve_panels", "prediction_costs", "cost_table",
@@ -146,7 +146,7 @@ def curve_panels(curve: Mapping[tuple, dict], grids: Mapping[str, tuple[str, Seq
 
 
 def prediction_costs(models: Mapping[str, object], images: torch.Tensor) -> dict[str, dict[str, float]]:
-    """:func:`robgen_lib.book.yardstick.prediction_cost` of each trained model on one batch of
+    """:func:`robgen_lib.methods.independent.prediction_cost` of each trained model on one batch of
     ``images``: wall time in ``ms`` per image and network ``evaluations`` per image."""
     return {name: prediction_cost(m.model, images) for name, m in models.items()}
 

@@ -1,4 +1,4 @@
-"""One yardstick: attacks the book did not write (torchattacks), for every model of the book.
+"""Attacks the book did not write (torchattacks), for every model of the book, and the cost of a prediction.
 
 * :func:`make_attack` — a torchattacks attack by name: ``apgd-ce`` and ``apgd-dlr``
   (APGD, Croce & Hein 2020, with the cross-entropy / scale-free DLR loss) and ``square``
@@ -30,6 +30,7 @@ from ..core.data import Split
 from ..core.errors import ConfigError
 from ..core.models import eval_mode, model_device
 from ..core.parallel import sharded_map
+from ..core.versions import versioned
 
 __all__ = ["ATTACKS", "make_attack", "is_stochastic", "independent_correct", "independent_robust_accuracy",
            "networks_of", "prediction_cost",
@@ -100,6 +101,7 @@ def independent_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, a
     return out
 
 
+@versioned(1)
 def independent_robust_accuracy(model: nn.Module, split: Split, *, attacks: Sequence[str] = ATTACKS, norm: str,
                                 eps: float, steps: int = 100, queries: int = 5000, eot: int = 1, restarts: int = 1,
                                 seed: int = 0, batch_size: int = 64, progress: bool = True) -> dict:
