@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn import metrics
 
 __all__ = [
     "joint_energy", "marginal_energy", "ce_decomposition",
@@ -51,32 +52,27 @@ def _np(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float64).ravel()
 
 
-def roc_curve(neg_scores, pos_scores):
-    """ROC of "score ≥ t ⇒ positive": returns (fpr, tpr, thresholds), thresholds descending.
-
-    Ties are handled exactly: every distinct score is one threshold.  The first point
-    is (0, 0) at threshold +inf.
-    """
+def _labelled(neg_scores, pos_scores) -> tuple[np.ndarray, np.ndarray]:
     neg, pos = _np(neg_scores), _np(pos_scores)
     if len(neg) == 0 or len(pos) == 0:
-        raise ValueError("roc_curve needs at least one negative and one positive score")
-    scores = np.concatenate([neg, pos])
-    labels = np.concatenate([np.zeros(len(neg)), np.ones(len(pos))])
-    order = np.argsort(-scores, kind="mergesort")
-    scores, labels = scores[order], labels[order]
-    distinct = np.r_[np.nonzero(np.diff(scores))[0], len(scores) - 1]
-    tps = np.cumsum(labels)[distinct]
-    fps = (distinct + 1) - tps
-    tpr = np.r_[0.0, tps / len(pos)]
-    fpr = np.r_[0.0, fps / len(neg)]
-    thr = np.r_[np.inf, scores[distinct]]
+        raise ValueError("an ROC needs at least one negative and one positive score")
+    return np.r_[np.zeros(len(neg)), np.ones(len(pos))], np.r_[neg, pos]
+
+
+def roc_curve(neg_scores, pos_scores):
+    """ROC of "score ≥ t ⇒ positive": (fpr, tpr, thresholds), thresholds descending, every
+    distinct score one threshold (ties handled exactly), the first point (0, 0) at +inf —
+    scikit-learn's :func:`sklearn.metrics.roc_curve` with no point dropped."""
+    labels, scores = _labelled(neg_scores, pos_scores)
+    fpr, tpr, thr = metrics.roc_curve(labels, scores, drop_intermediate=False)
     return fpr, tpr, thr
 
 
 def auroc(neg_scores, pos_scores) -> float:
-    """Area under the ROC curve: P(pos score > neg score) + ½ P(equal)."""
-    fpr, tpr, _ = roc_curve(neg_scores, pos_scores)
-    return float(np.trapezoid(tpr, fpr))
+    """Area under the ROC curve, P(pos score > neg score) + ½ P(equal):
+    :func:`sklearn.metrics.roc_auc_score`."""
+    labels, scores = _labelled(neg_scores, pos_scores)
+    return float(metrics.roc_auc_score(labels, scores))
 
 
 # --------------------------------------------------------------------- detector
