@@ -16,7 +16,8 @@
   - the papers' objectives (JEAT, the denoising loss, the class ELBO) live with their methods.
 * :class:`Optimiser` — SGD with Nesterov momentum or Adam, with a one-cycle cosine schedule
   (warm-up then cosine decay) or a constant rate.
-* A *recipe* is a small frozen description of a model whose fields are its cache spec:
+* A *recipe* is a small frozen description of a model whose fields, with its code version
+  (``@versioned``, see :mod:`robgen_lib.core.versions`), are its cache spec:
   :class:`ClassifierRecipe` here, the denoiser and the class VAEs with their methods, and
   recipes *assembled* from other models (the diffusion classifier, RDC, ABS, smoothed
   models). :func:`obtain` returns a :class:`TrainedModel` for any recipe, from the artifact
@@ -282,7 +283,8 @@ class TrainedModel:
 class TrainingRecipe:
     """A model trained by :func:`fit`: these keyword fields — the ``objective`` (with
     ``spec()``), ``epochs``, ``batch_size``, the ``optimiser`` and the ``seed`` — and a
-    subclass's own fields are its spec. Subclasses are frozen dataclasses that define
+    subclass's own fields are its spec, with the subclass's code id (each concrete recipe
+    declares its own ``@versioned``). Subclasses are frozen dataclasses that define
     ``kind`` and :meth:`network`; :meth:`extras` adds results kept with the weights,
     :meth:`monitor` numbers logged each epoch."""
 
