@@ -181,3 +181,18 @@ def test_latent_excess_flags_an_attack_that_breaks_more_than_pgd():
     broken[:30] = False
     worse = abs_analysis.latent_excess(robust, {("ABS", "ℓ2"): {"robust": broken}})
     assert worse["holds"] is False and worse["worst"] == ("ABS", "ℓ2")
+
+
+def test_ood_separation_measures_each_models_auroc_and_their_gap():
+    import torch
+
+    from robgen_lib.book.analysis.abs import ood_separation
+
+    g = torch.Generator().manual_seed(0)
+    inside_good, outside_good = torch.randn(200, 3, generator=g) + 3, torch.randn(200, 3, generator=g)
+    inside_bad, outside_bad = torch.randn(200, 3, generator=g), torch.randn(200, 3, generator=g)
+    s = ood_separation({"good": inside_good, "bad": inside_bad}, {"good": outside_good, "bad": outside_bad})
+    assert s["auroc"]["good"].low > 0.95 and s["auroc"]["bad"].low < 0.5 < s["auroc"]["bad"].high
+    assert s["gap"].low > 0.3 and s["n"] == 200
+    with pytest.raises(ValueError, match="same size"):
+        ood_separation({"a": inside_good}, {"a": outside_good[:10]})

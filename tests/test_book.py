@@ -260,3 +260,18 @@ def test_the_results_at_a_glance_are_the_committed_notebooks_verdicts():
         assert v.claim in row and f"**{v.status}**" in row
     printed = Verdict("a claim", "1 %", "2 % [1, 3], n = 9; more", "not reproduced", unsettled=True)
     assert Verdict.parse_all(f"noise\n{printed}\n\n{printed}\n") == [printed, printed]
+
+
+def test_an_editions_verdicts_are_matched_by_claim_not_by_position():
+    """An edition run before a claim was added shows that claim as missing, and every later
+    claim still beside its own verdict (budgets in the wording may differ between profiles)."""
+    from robgen_lib.book.glance import _matched, claim_key
+    from robgen_lib.book.report import Verdict
+
+    def v(claim, word="reproduced"):
+        return Verdict(claim, "paper", "m", word)
+
+    quick = [v("A holds (ε = 0.5)"), v("B is new"), v("C holds in ℓ2 (ε = 0.5)"), v("C holds in ℓ∞ (ε = 0.15)")]
+    mnist = [v("A holds (ε = 1.5)", "w1"), v("C holds in ℓ2 (ε = 1.5)", "w2"), v("C holds in ℓ∞ (ε = 0.3)", "w3")]
+    assert [m.status if m else None for m in _matched(quick, mnist)] == ["w1", None, "w2", "w3"]
+    assert claim_key("after 20 PGD steps (ε = 51/255)") == claim_key("after 40 PGD steps (ε = 0.3)")

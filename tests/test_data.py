@@ -94,3 +94,15 @@ def test_image_folder_errors(tmp_path):
         load_dataset("imagefolder")
     with pytest.raises(ConfigError, match="allowed"):
         load_dataset("svhn")
+
+
+def test_photo_patches_are_offline_natural_images_of_the_asked_shape():
+    from robgen_lib.core.data import photo_patches
+
+    grey = photo_patches(12, (1, 8, 8), seed=3)
+    assert grey.shape == (12, 1, 8, 8) and 0 <= grey.min() and grey.max() <= 1
+    assert torch.equal(grey, photo_patches(12, (1, 8, 8), seed=3))          # the seed alone decides the crops
+    assert not torch.equal(grey, photo_patches(12, (1, 8, 8), seed=4))
+    assert grey.flatten(1).std(1).min() > 0                                 # textures, not flat grey
+    colour = photo_patches(2, (3, 32, 32))
+    assert colour.shape == (2, 3, 32, 32) and not torch.equal(colour[:, 0], colour[:, 1])

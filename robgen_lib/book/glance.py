@@ -7,15 +7,18 @@ The table is read from the verdicts the executed notebooks printed (``Verdict.__
 parsed back by :meth:`Verdict.parse_all`), never typed: one row per claim that carries a
 paper's number (the book's own questions stay in their chapters), in chapter order; one
 column per edition — the quick profile (``chapters/``), the MNIST edition
-(``editions/mnist/``) and the paper profile, which no committed run has reached yet. The
-editions run the same code, so a chapter prints the same claims in the same order in every
-edition and the rows line up by position (a claim's wording may carry its profile's budget;
-the row shows the quick profile's). Each cell links to the claim on its page.
+(``editions/mnist/``) and the paper profile, which no committed run has reached yet. A row
+is one claim: an edition's verdict is matched to it by the claim's sentence with its numbers
+masked (:func:`claim_key`; a sentence may carry its profile's budget, and the row shows the
+quick profile's), never by its position, so an edition run before a claim was added or
+reworded shows *not in this edition's run* rather than another claim's word. Each cell links
+to the claim on its page.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import urllib.parse
 
@@ -23,7 +26,7 @@ import nbformat
 
 from .report import Verdict, markdown_table
 
-__all__ = ["EDITIONS", "verdicts_of", "glance_table", "main"]
+__all__ = ["EDITIONS", "verdicts_of", "claim_key", "glance_table", "main"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GLANCE = os.path.join(ROOT, "glance.md")
@@ -47,6 +50,25 @@ def verdicts_of(path: str) -> list[Verdict]:
             for out in cell.get("outputs", []):
                 found += Verdict.parse_all("".join(out.get("text", "")))
     return found
+
+
+def claim_key(claim: str) -> str:
+    """What identifies a claim across editions: its sentence with every number masked (the
+    budgets and counts a profile changes), e.g. "ABS is more robust … in ℓ2 (ε = #)"."""
+    return re.sub(r"(?<![ℓA-Za-z])\d+(?:[.,/]\d+)*", "#", claim)
+
+
+def _matched(claims: list[Verdict], found: list[Verdict]) -> list[Verdict | None]:
+    """For each of ``claims``, the first verdict of ``found`` with the same :func:`claim_key`
+    not taken by an earlier claim (None when the edition printed no such claim)."""
+    free = list(found)
+    out = []
+    for v in claims:
+        hit = next((f for f in free if claim_key(f.claim) == claim_key(v.claim)), None)
+        if hit is not None:
+            free.remove(hit)
+        out.append(hit)
+    return out
 
 
 def _key_number(measured: str) -> str:
@@ -77,13 +99,13 @@ def glance_table(root: str = ROOT) -> str:
     for name in chapters:
         per_edition = [verdicts_of(os.path.join(root, folder, name + ".ipynb")) if folder else []
                        for _, folder, _ in EDITIONS]
-        for i, v in enumerate(per_edition[0]):
-            if v.paper == OWN_QUESTION:
-                continue
+        claims = [v for v in per_edition[0] if v.paper != OWN_QUESTION]
+        columns = [_matched(claims, found) for found in per_edition]
+        for i, v in enumerate(claims):
             cells = []
-            for (_, folder, why), found in zip(EDITIONS, per_edition):
+            for (_, folder, why), column, found in zip(EDITIONS, columns, per_edition):
                 page = f"{folder}/{name}" if folder else ""
-                cells.append(_cell(found[i] if i < len(found) else None, page, why))
+                cells.append(_cell(column[i], page, why if not found else "not in this edition's run"))
             rows.append((f"{name[:2]} · {v.claim}", v.paper, *cells))
     return markdown_table(["claim (chapter · claim)", "paper", *(title for title, _, _ in EDITIONS)], rows)
 

@@ -31,6 +31,7 @@ from .errors import ConfigError
 from .runtime import data_root, require_writable_folder
 
 __all__ = ["DATASETS", "FROM_DISK", "IN_PACKAGE", "Split", "Dataset", "DataUnavailableError", "load_dataset",
+           "photo_patches",
            "batch_slices", "download_command", "unused_data_dir"]
 
 DATASETS = ("digits", "mnist5k", "mnist", "fashion-mnist", "cifar10", "imagefolder")
@@ -121,6 +122,31 @@ def unused_data_dir(datasets, data_dir: str) -> str:
             f"only to datasets read from disk ({', '.join(map(repr, FROM_DISK))}). Fix: drop data_dir, or pass "
             f"the dataset the folder holds (dataset='imagefolder' for train/<class>/ and test/<class>/ folders, "
             f"or 'mnist', 'fashion-mnist', 'cifar10' for torchvision's files)")
+
+
+def photo_patches(n: int, shape: tuple[int, int, int], *, seed: int = 0) -> torch.Tensor:
+    """``n`` out-of-domain images of ``shape`` (C, H, W), in [0, 1]: square crops of the two
+    photographs that ship inside scikit-learn (``sklearn.datasets.load_sample_images``: a
+    temple, a flower), each 4 to 16 times the target side at a random place, box-averaged to
+    H × W (``area`` interpolation), and grey (the mean of the three channels) when C = 1 —
+    natural images that no digit or object classifier of the book was trained on, offline.
+    The crops depend on ``seed`` alone."""
+    from sklearn.datasets import load_sample_images
+
+    c, h, w = shape
+    photos = [torch.tensor(img).permute(2, 0, 1).float() / 255 for img in load_sample_images().images]
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        photo = photos[i % len(photos)]
+        side = int(torch.randint(4 * max(h, w), 16 * max(h, w) + 1, (1,), generator=gen))
+        side = min(side, photo.shape[1], photo.shape[2])
+        top = int(torch.randint(0, photo.shape[1] - side + 1, (1,), generator=gen))
+        left = int(torch.randint(0, photo.shape[2] - side + 1, (1,), generator=gen))
+        patch = torch.nn.functional.interpolate(photo[None, :, top:top + side, left:left + side], size=(h, w),
+                                                mode="area")[0]
+        out.append(patch.mean(0, keepdim=True).expand(c, h, w) if c != 3 else patch)
+    return torch.stack(out).clamp(0.0, 1.0).contiguous()
 
 
 def batch_slices(n: int, batch_size: int):

@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 
 from ...core.attacks import predict_logits
 from ...core.data import Split
@@ -17,9 +18,9 @@ from ...core.fit import TrainedModel
 from ...core.models import model_device
 from ...core.stats import Estimate, all_of, bootstrap, decide, difference, paired, proportion
 from ...methods.evaluate import knn_labels, robust_at
+from ...methods.independent import prediction_cost
 from ...methods.smoothing import certified_accuracy
 from ..report import fmt_budget, markdown_table, pct, table
-from ...methods.independent import prediction_cost
 from . import common
 
 __all__ = ["latent_excess", "ladder_shrinks", "margin_restored", "class_vaes_summary", "training_curves", "first_of_each_class", "reconstruction_grid", "ms_per_image",
@@ -27,7 +28,8 @@ __all__ = ["latent_excess", "ladder_shrinks", "margin_restored", "class_vaes_sum
            "strongest_table", "robust_bars", "robust_to_both", "generative_vs_standard", "decision_excess",
            "morphing", "adversarial_mosaic", "morph_table", "ladder_table", "ladder_panels", "ladder_ends",
            "unseen_reconstructions", "similarity_results", "similarity_table", "best_metric", "radius_grid",
-           "certified_curves", "certified_table", "certified_at", "robust_gap", "certified_gain", "rates_differ", "Undefined", "clean_gap"]
+           "certified_curves", "certified_table", "certified_at", "robust_gap", "certified_gain", "rates_differ", "Undefined", "clean_gap",
+           "ood_separation", "ood_table"]
 
 
 # -- the class models -------------------------------------------------------------------
@@ -354,6 +356,46 @@ def margin_restored(results: Mapping[tuple, dict], size: tuple[int, int]) -> dic
     n = len(a["margin_each"])
     return {"gap": gap, "abs_accuracy": proportion(round(a["accuracy"] * n), n),
             "eabs_accuracy": proportion(round(e["accuracy"] * n), n), "holds": decide(gap, 0.0)}
+
+
+def _auroc(inside, outside) -> float:
+    return float(roc_auc_score(np.r_[np.ones(len(inside)), np.zeros(len(outside))], np.r_[inside, outside]))
+
+
+def ood_separation(inside: Mapping[str, torch.Tensor], outside: Mapping[str, torch.Tensor], *, seed: int = 0) -> dict:
+    """How well each model's best class-conditional score (the largest logit, −α·min_k s_k(x))
+    tells in-domain images (``inside``: model → logits on the test images) from out-of-domain
+    ones (``outside``: logits on as many out-of-domain images): the AUROC per model, and the
+    first model's AUROC minus the second's (``gap``), each with a percentile bootstrap interval.
+    The bootstrap resamples the in- and out-of-domain images (both sets the same size, so one
+    index draws an in-domain image, whose scores under both models stay paired, and an
+    out-of-domain one). No bar is applied here."""
+    names = list(inside)
+    s_in = [inside[n].max(1).values.double().numpy() for n in names]
+    s_out = [outside[n].max(1).values.double().numpy() for n in names]
+    if len({len(s) for s in s_in + s_out}) != 1:
+        raise ValueError("the in- and out-of-domain sets must have the same size")
+    auroc = {n: bootstrap((a, b), _auroc, vectorized=False, seed=seed, percent=False)
+             for n, a, b in zip(names, s_in, s_out)}
+    out = {"auroc": auroc, "n": len(s_in[0])}
+    if len(names) == 2:
+        out["gap"] = bootstrap((s_in[0], s_in[1], s_out[0], s_out[1]),
+                               lambda ia, ib, oa, ob: _auroc(ia, oa) - _auroc(ib, ob), vectorized=False, seed=seed,
+                               percent=False)
+    return out
+
+
+def ood_table(separation: Mapping[tuple, dict]):
+    """One row per decoder size (latent, width) of :func:`ood_separation` results: each model's
+    AUROC with its interval, and the gap between them."""
+    from IPython.display import Markdown
+
+    names = list(next(iter(separation.values()))["auroc"])
+    headers = ["latent, width"] + [f"AUROC {n}" for n in names] + [f"{names[0]} minus {names[1]}"]
+    rows = [[f"{size[0]}, {size[1]}"] + [f"{s['auroc'][n].value:.3f} [{s['auroc'][n].low:.3f}, {s['auroc'][n].high:.3f}]"
+                                          for n in names]
+            + [f"{s['gap'].value:+.3f} [{s['gap'].low:+.3f}, {s['gap'].high:+.3f}]"] for size, s in separation.items()]
+    return Markdown(markdown_table(headers, rows))
 
 
 def unseen_reconstructions(models: Mapping[str, TrainedModel], split: Split, num_classes: int, *, n: int,
