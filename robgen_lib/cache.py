@@ -108,7 +108,8 @@ def _prune(store: ArtifactStore, older_than: float | None, dry_run: bool, out) -
         if dry_run or store.remove(entry, lambda e: reason(e) is not None):
             removed, freed = removed + 1, freed + entry.size
             print(f"{'would remove' if dry_run else 'removed'} {entry.kind} {entry.key[:12]} ({why})", file=out)
-    print(f"{'would free' if dry_run else 'freed'} {_size(freed)} in {removed} entries", file=out)
+    print(f"{'would free' if dry_run else 'freed'} {_size(freed)} in {removed} entr{'y' if removed == 1 else 'ies'}",
+          file=out)
     return removed
 
 

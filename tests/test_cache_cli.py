@@ -48,7 +48,7 @@ def test_list_du_and_prune_tell_current_from_stale_entries(tmp_path):
     assert why_stale(left) is None and store.load("probe", {"code": code_id(ce_loss), "i": 1}) is not None
     os.utime(left.path, (time.time() - 10 * 86_400,) * 2)
     assert "in 0 entries" in _cli("--cache", root, "prune", "--older-than", "30")
-    assert "in 1 entries" in _cli("--cache", root, "prune", "--older-than", "5")
+    assert "in 1 entry" in _cli("--cache", root, "prune", "--older-than", "5")
     assert "no entries" in _cli("--cache", root, "list")
 
 
