@@ -257,8 +257,8 @@ def test_the_results_at_a_glance_are_the_committed_notebooks_verdicts():
               if v.paper != glance.OWN_QUESTION]
     assert len(rows) == len(claims) > 20
     for row, v in zip(rows, claims):
-        assert v.claim in row and f"**{v.status}**" in row
-    printed = Verdict("a claim", "1 %", "2 % [1, 3], n = 9; more", "not reproduced", unsettled=True)
+        assert v.sentence in row and v.in_table in row
+    printed = Verdict("a claim [x-y]", "1 %", "2 % [1, 3], n = 9; more", "not reproduced")
     assert Verdict.parse_all(f"noise\n{printed}\n\n{printed}\n") == [printed, printed]
 
 

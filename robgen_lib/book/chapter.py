@@ -17,8 +17,10 @@ from ..core.fit import ClassifierRecipe, TrainedModel, obtain
 from ..core.runtime import follow_thread_share, pick_device, seed_everything
 from ..core.store import ArtifactStore
 from .knobs import KNOBS, Config, chapter_parameters, check_counts, resolve
+from .claims import claims_of
+from .judge import CHECK, Outcome, judge, multiplicity
 from .recipes import preflight, recipe
-from .report import Report
+from .report import Report, fmt_budget
 
 __all__ = ["Chapter"]
 
@@ -48,6 +50,8 @@ class Chapter:
             self.load_other(self.cfg.ood_dataset)
         preflight(self.cfg, self.data)
         self.report = Report(profile)
+        self.claims = claims_of(self.cfg.chapter) if self.cfg.chapter else {}
+        self.checks: dict[str, Outcome] = {}   # the prerequisites judged so far, by id
         self._models: dict = {}
 
     @classmethod
@@ -108,18 +112,55 @@ class Chapter:
         follow_thread_share()
         return cached_call(self.store, fn, *args, **kwargs)
 
+    # -- verdicts -------------------------------------------------------------------
+    def judge(self, claim_id: str, evidence, measured: str, *, only_when: str | None = None, **fields) -> Outcome:
+        """Judge the chapter's claim ``claim_id`` (declared in its claims table,
+        :mod:`robgen_lib.book.claims`) on ``evidence`` by the book's one rule
+        (:mod:`robgen_lib.book.judge`), print the verdict and add it to the closing table.
+        ``measured``: the run's numbers in words; ``fields``: values for the claim's sentence
+        beyond the run's knobs. A prerequisite's outcome is kept for the claims that need it."""
+        if claim_id not in self.claims:
+            raise KeyError(f"chapter {self.cfg.chapter} declares no claim {claim_id!r} (its claims: "
+                           f"{', '.join(self.claims)})")
+        if any(v.claim.endswith(f"[{claim_id}]") for v in self.report.verdicts):
+            raise ValueError(f"claim {claim_id} is judged twice in one run")
+        claim = self.claims[claim_id]
+        v, o = judge(claim, evidence, measured, checks=self.checks, fields={**self.fields(), **fields},
+                     knobs=self.cfg, only_when=only_when)
+        if claim.role == CHECK:
+            self.checks[claim_id] = o
+        print(self.report.add(v), end="\n\n")
+        return o
+
+    def fields(self) -> dict[str, str]:
+        """The run's knobs as a claim's sentence shows them (budgets as the paper writes them)."""
+        return {k: fmt_budget(v) if isinstance(v, float) else str(v) for k, v in self.cfg.items()}
+
+    def glue_bars(self) -> None:
+        """Make each claim's bar available to the prose: ``{glue:text}`bar_<id>``` (its size,
+        e.g. "5 points") and ``{glue:text}`rule_<id>``` (every part's test, e.g. "within ±10 points")."""
+        from myst_nb import glue   # the book's extras
+
+        for claim in self.claims.values():
+            glue(f"bar_{claim.id}", claim.bar(self.cfg), display=False)
+            glue(f"rule_{claim.id}", claim.rule(self.cfg), display=False)
+
     # -- the page ------------------------------------------------------------------
     def describe(self):
-        """The run's data, device and knobs, as the chapter's set-up cell shows them."""
+        """The run's data, device and knobs, as the chapter's set-up cell shows them (and the
+        claims' bars, glued for the prose)."""
         from IPython.display import Markdown   # the book's extras
 
+        self.glue_bars()
         return Markdown(f"{self.data.summary()} | device: {self.device}\n\n{self.cfg.table()}")
 
     def summary(self):
-        """The closing table (every claim: the paper's number, this run's, the verdict) and the run time."""
+        """The closing table (every claim: the paper's number, this run's, the verdict), what
+        95 % per claim allows, and the run time."""
         from IPython.display import Markdown
 
-        return Markdown(f"{self.report.markdown()}\n\nChapter executed in {self.elapsed():.0f} s on {self.device}.")
+        return Markdown(f"{self.report.markdown()}\n\n{multiplicity(self.report.verdicts)}\n\n"
+                        f"Chapter executed in {self.elapsed():.0f} s on {self.device}.")
 
     def elapsed(self) -> float:
         return time.time() - self.started

@@ -8,11 +8,12 @@ parsed back by :meth:`Verdict.parse_all`), never typed: one row per claim that c
 paper's number (the book's own questions stay in their chapters), in chapter order; one
 column per edition — the quick profile (``chapters/``), the MNIST edition
 (``editions/mnist/``) and the paper profile, which no committed run has reached yet. A row
-is one claim: an edition's verdict is matched to it by the claim's sentence with its numbers
-masked (:func:`claim_key`; a sentence may carry its profile's budget, and the row shows the
-quick profile's), never by its position, so an edition run before a claim was added or
-reworded shows *not in this edition's run* rather than another claim's word. Each cell links
-to the claim on its page.
+is one claim: an edition's verdict is matched to it by the claim's id (declared once in the
+chapter's claims table, :mod:`robgen_lib.book.claims`), never by its position, so an
+edition run before a claim was added shows *not in this edition's run* rather than another
+claim's word. An edition printed before claims had ids is matched by the claim's sentence
+with its numbers masked (:func:`claim_key`) and its cells say they were judged by the
+earlier rules. Each cell links to the claim on its page.
 """
 from __future__ import annotations
 
@@ -58,13 +59,20 @@ def claim_key(claim: str) -> str:
     return re.sub(r"(?<![ℓA-Za-z])\d+(?:[.,/]\d+)*", "#", claim)
 
 
+def _same(a: Verdict, b: Verdict) -> bool:
+    """The same claim: the same id where both have one, else the same masked sentence."""
+    if a.id and b.id:
+        return a.id == b.id
+    return claim_key(a.sentence) == claim_key(b.sentence)
+
+
 def _matched(claims: list[Verdict], found: list[Verdict]) -> list[Verdict | None]:
-    """For each of ``claims``, the first verdict of ``found`` with the same :func:`claim_key`
+    """For each of ``claims``, the first verdict of ``found`` of the same claim (:func:`_same`)
     not taken by an earlier claim (None when the edition printed no such claim)."""
     free = list(found)
     out = []
     for v in claims:
-        hit = next((f for f in free if claim_key(f.claim) == claim_key(v.claim)), None)
+        hit = next((f for f in free if _same(f, v)), None)
         if hit is not None:
             free.remove(hit)
         out.append(hit)
@@ -88,8 +96,11 @@ def _text_fragment(claim: str, length: int = 60) -> str:
 def _cell(v: Verdict | None, page: str, why: str) -> str:
     if v is None:
         return f"*{why or 'not printed'}*"
-    href = f"{page}.html#:~:text={_text_fragment(v.claim)}"
-    return f'<a href="{href}">{v.in_table}</a>: {_key_number(v.measured)}'
+    href = f"{page}.html#:~:text={_text_fragment(v.sentence)}"
+    if v.id:
+        return f'<a href="{href}">{v.in_table}</a>: {_key_number(v.measured)}'
+    word = v.status.split(" (unsettled")[0]   # an earlier page: its word, without the old hand-set mark
+    return f'<a href="{href}">**{word}**</a> *(earlier rules)*: {_key_number(v.measured)}'
 
 
 def glance_table(root: str = ROOT) -> str:
@@ -106,7 +117,7 @@ def glance_table(root: str = ROOT) -> str:
             for (_, folder, why), column, found in zip(EDITIONS, columns, per_edition):
                 page = f"{folder}/{name}" if folder else ""
                 cells.append(_cell(column[i], page, why if not found else "not in this edition's run"))
-            rows.append((f"{name[:2]} · {v.claim}", v.paper, *cells))
+            rows.append((f"{name[:2]} · {v.sentence}", v.paper, *cells))
     return markdown_table(["claim (chapter · claim)", "paper", *(title for title, _, _ in EDITIONS)], rows)
 
 

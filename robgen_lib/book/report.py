@@ -1,16 +1,9 @@
-"""Verdicts and the closing "paper vs this run" table.
+"""How a verdict is printed, and the closing "paper vs this run" table.
 
-A verdict states a claim, the paper's number, the number measured in this run (with its
-interval and n, see :mod:`robgen_lib.core.stats`), and one of ``reproduced`` / ``not
-reproduced`` / ``reproduced only when …`` / ``inconclusive`` — decided by a test on the
-measured values that the chapter shows next to it; ``inconclusive`` whenever the interval
-of the deciding quantity straddles the chapter's bar, ``not informative`` when the
-measurement cannot test the claim at all.
-
-A verdict whose word has been seen to change between machines (another CPU rounds
-differently, trains a slightly different model, and the decision falls the other way) is
-printed as *unsettled*: the evidence of one run does not decide it, and the book's
-notebook check (``tests/nbval_sanitize.cfg``) does not compare its word.
+A verdict states a claim (with its id in brackets), the paper's number, the number measured
+in this run (with its interval and n, see :mod:`robgen_lib.core.stats`), and its word —
+decided by the book's one rule (:mod:`robgen_lib.book.judge`) from the claim declared in
+the chapter's claims table (:mod:`robgen_lib.book.claims`).
 """
 from __future__ import annotations
 
@@ -25,35 +18,33 @@ class Verdict:
     paper: str
     measured: str
     status: str
-    unsettled: bool = False
 
     @property
     def in_table(self) -> str:
-        """The verdict word as a table cell shows it: bold, with a short unsettled mark."""
-        return f"**{self.status}**" + (" (unsettled)" if self.unsettled else "")
+        """The verdict word as a table cell shows it: the word in bold, its reason after it."""
+        word, _, why = self.status.partition(" (")
+        return f"**{word}**" + (f" ({why}" if why else "")
 
     @property
-    def shown(self) -> str:
-        """The verdict word as printed, with the unsettled mark where it applies."""
-        return f"{self.status} ({UNSETTLED})" if self.unsettled else self.status
+    def id(self) -> str | None:
+        """The claim's id (printed in brackets at the end of the claim), or None for a
+        verdict printed before claims had ids."""
+        m = re.search(r" \[([\w-]+)\]$", self.claim)
+        return m[1] if m else None
+
+    @property
+    def sentence(self) -> str:
+        """The claim without its id."""
+        return re.sub(r" \[[\w-]+\]$", "", self.claim)
 
     def __str__(self) -> str:
         return (f"Claim:    {self.claim}\nPaper:    {self.paper}\nThis run: {self.measured}\n"
-                f"Verdict:  {self.shown}")
+                f"Verdict:  {self.status}")
 
     @classmethod
     def parse_all(cls, text: str) -> list["Verdict"]:
         """The verdicts printed (by ``str``) in ``text``, e.g. a notebook cell's output, in order."""
-        found = []
-        for m in _PRINTED.finditer(text):
-            word, mark = m["verdict"].strip(), f" ({UNSETTLED})"
-            found.append(cls(m["claim"], m["paper"], m["measured"], word.removesuffix(mark), word.endswith(mark)))
-        return found
-
-
-#: How an unsettled verdict is marked (the notebook check keys on the word "unsettled").
-UNSETTLED = ("unsettled: this word can change between runs on another CPU (its deciding numbers sit close to the "
-             "bar); read it as inconclusive")
+        return [cls(m["claim"], m["paper"], m["measured"], m["verdict"].strip()) for m in _PRINTED.finditer(text)]
 
 
 #: One printed verdict (see ``Verdict.__str__``).
@@ -67,37 +58,6 @@ INCONCLUSIVE = "inconclusive"
 
 #: The word of a claim the run's evidence cannot test (e.g. a 0 % accuracy that no attack can lower).
 NOT_INFORMATIVE = "not informative"
-
-
-def verdict(claim: str, paper: str, measured: str, holds: bool | None, *, only_when: str | None = None,
-            unsettled: bool = False, informative: bool = True) -> Verdict:
-    """``holds`` → reproduced; ``None`` (the evidence does not decide, see
-    :func:`robgen_lib.core.stats.decide`) → inconclusive; else ``only_when`` (the
-    conditions under which it does) or not reproduced.
-
-    ``unsettled``: the word has been seen to flip between machines (see the module's docstring);
-    ``informative=False``: the measurement cannot test the claim (→ not informative).
-    """
-    if not informative:
-        status = NOT_INFORMATIVE
-    elif holds is None:
-        status = INCONCLUSIVE
-    elif holds:
-        status = "reproduced"
-    elif only_when:
-        status = f"reproduced only when {only_when}"
-    else:
-        status = "not reproduced"
-    return Verdict(claim, paper, measured, status, unsettled)
-
-
-def hypothesis(claim: str, measured: str, holds: bool | None, *, unsettled: bool = False,
-               informative: bool = True) -> Verdict:
-    """A question of this book's own (no paper number): ``holds`` / ``does not hold`` /
-    ``inconclusive`` (``holds`` is ``None``) / ``not informative`` (``informative=False``)."""
-    word = (NOT_INFORMATIVE if not informative else INCONCLUSIVE if holds is None
-            else "holds" if holds else "does not hold")
-    return Verdict(claim, "- (this book's question)", measured, word, unsettled)
 
 
 @dataclass

@@ -10,15 +10,16 @@ import torch
 from torch import nn
 
 from ...core.energy import auroc
-from ...core.stats import Estimate, all_of, bootstrap, decide, paired, proportion, within
+from ...core.stats import Estimate, bootstrap, paired, proportion
 from ..report import fmt_budget, pct, table
 from . import common
 from ...methods.independent import prediction_cost
 
-__all__ = ["denoiser_summary", "sweep", "sweep_table", "percent_curves", "timestep_tradeoff", "valid_stand_in",
+__all__ = ["denoiser_summary", "sweep", "sweep_table", "percent_curves", "timestep_tradeoff", "clean_rates",
            "peak_at", "MULTI_HEAD", "SINGLE_HEAD", "head_cost", "head_savings", "cost_table", "threat_label",
            "robust_accuracies", "robust_gap", "robust_accuracy_table", "accuracy_bars",
-           "masking_table", "gradient_table", "stronger_attack", "near_zero", "gradients_agree",
+           "masking_table", "gradient_table", "stronger_attack", "rates", "gradients_agree", "worst_cases",
+           "worst_case_table",
            "attack_step", "energy_samples", "energy_shifts", "energy_reversal",
            "energy_table"]
 
@@ -38,13 +39,15 @@ def sweep(results: Mapping[tuple, dict], clean: Mapping | None = None, *, threat
     """Clean and robust accuracy at each setting of a one-knob sweep, in the order of ``results``
     (``{(setting, threat): robust result}``). The clean accuracy is ``clean[setting]`` where
     given (a separate evaluation), else the attack's own clean pass. Returns ``settings``,
-    ``clean`` and ``robust`` (lists of fractions) and ``correct`` (per setting, the per-image
-    robust correctness, for intervals and paired tests)."""
+    ``clean`` and ``robust`` (lists of fractions), ``correct`` (per setting, the per-image
+    robust correctness, for intervals and paired tests) and ``clean_correct`` (the per-image
+    clean correctness on the attacked images)."""
     settings = [s for s, t in results if t == threat]
     return {"settings": settings,
             "clean": [results[(s, threat)]["clean_accuracy"] if clean is None else clean[s] for s in settings],
             "robust": [results[(s, threat)]["robust_accuracy"] for s in settings],
-            "correct": [results[(s, threat)]["robust"] for s in settings]}
+            "correct": [results[(s, threat)]["robust"] for s in settings],
+            "clean_correct": [results[(s, threat)]["clean"] for s in settings]}
 
 
 def sweep_table(sw: dict, index: str, *, columns: Sequence[str] = ("clean", "robust"), label: Callable = str):
@@ -60,42 +63,32 @@ def percent_curves(sw: dict, robust_label: str) -> dict[str, list[float]]:
 
 
 def timestep_tradeoff(sw: dict, low, high) -> dict:
-    """Clean and robust accuracy at two settings of the T′ sweep, the paired difference of
-    robust accuracy (``gain``: high − low on the same images) and ``robust_gains_more``:
-    robust accuracy rises from ``low`` to ``high`` (the interval of the gain above 0) and by
-    more than clean accuracy does; ``None`` when the gain's interval straddles 0. This is the
-    book's reading of "fewer timesteps barely change clean accuracy but lower robust accuracy"."""
+    """Two settings of the T′ sweep compared on the same attacked images: the paired
+    differences high − low of robust accuracy (``gain``) and of clean accuracy
+    (``clean_change``), each with Newcombe's interval, and the two settings' rates."""
     i, j = sw["settings"].index(low), sw["settings"].index(high)
-    c_lo, r_lo, c_hi, r_hi = sw["clean"][i], sw["robust"][i], sw["clean"][j], sw["robust"][j]
-    gain = paired(sw["correct"][j], sw["correct"][i])
-    return {"low": low, "high": high, "clean_low": c_lo, "clean_high": c_hi, "robust_low": r_lo, "robust_high": r_hi,
-            "gain": gain, "robust_gains_more": all_of(decide(gain, 0.0), (c_hi - c_lo) < (r_hi - r_lo))}
+    return {"low": low, "high": high, "clean_low": sw["clean"][i], "clean_high": sw["clean"][j],
+            "robust_low": sw["robust"][i], "robust_high": sw["robust"][j],
+            "gain": paired(sw["correct"][j], sw["correct"][i]),
+            "clean_change": paired(sw["clean_correct"][j], sw["clean_correct"][i])}
 
 
-def valid_stand_in(accuracy: float, n: int, bar: float) -> dict:
-    """Is the diffusion classifier good enough on clean images to stand in for the paper's
-    (clean accuracy above ``bar``, on ``n`` images)? Its Wilson interval and
-    :func:`~robgen_lib.core.stats.decide`: ``None`` when the interval straddles the bar."""
-    clean = proportion(round(accuracy * n), n)
-    return {"clean": clean, "bar": bar, "holds": decide(clean, bar)}
+def clean_rates(accuracies: Mapping[str, float], n: int) -> dict[str, Estimate]:
+    """Each model's clean accuracy (a fraction measured on ``n`` images) with its Wilson interval."""
+    return {name: proportion(round(acc * n), n) for name, acc in accuracies.items()}
 
 
 def peak_at(sw: dict, target) -> dict:
-    """Does robust accuracy peak at the setting ``target``? Paired differences of ``target``
-    against every other setting (same images): ``holds`` is ``True`` when ``target`` beats
-    each of them (every interval above 0), ``False`` when another setting beats ``target``
-    (its interval above 0), else ``None`` — a tie is never read as a peak. Also the best
-    setting by point estimate (ties: the first) and the target's estimate."""
+    """Robust accuracy at the setting ``target`` against every other setting of a sweep, on
+    the same images: ``ahead`` (other setting → the paired difference target − other), the
+    target's rate, the best setting by point estimate (ties: the first) and the other
+    setting closest to the target (``runner_up``, its difference ``margin``)."""
     k = sw["settings"].index(target)
-    others = [i for i in range(len(sw["settings"])) if i != k]
-    ahead = {sw["settings"][i]: paired(sw["correct"][k], sw["correct"][i]) for i in others}
-    if any(decide(d, 0.0, above=False) for d in ahead.values()):
-        holds = False
-    else:
-        holds = all_of(*(decide(d, 0.0) for d in ahead.values()))
+    ahead = {sw["settings"][i]: paired(sw["correct"][k], sw["correct"][i])
+             for i in range(len(sw["settings"])) if i != k}
     best = max(range(len(sw["settings"])), key=lambda i: (sw["robust"][i], -i))
     closest = min(ahead.items(), key=lambda kv: kv[1].value) if ahead else (None, None)
-    return {"holds": holds, "best": sw["settings"][best], "best_robust": proportion(sw["correct"][best]),
+    return {"ahead": ahead, "best": sw["settings"][best], "best_robust": proportion(sw["correct"][best]),
             "target": proportion(sw["correct"][k]), "runner_up": closest[0], "margin": closest[1]}
 
 
@@ -115,13 +108,12 @@ def head_cost(multi_head: nn.Module, single_head: nn.Module, images: torch.Tenso
 
 
 def head_savings(cost: dict[str, dict], clean: Mapping[str, torch.Tensor], robust: Mapping[str, dict],
-                 num_classes: int, *, tolerance: float = 0.05, threat: str = "linf") -> dict:
+                 num_classes: int, *, threat: str = "linf") -> dict:
     """What the multi-head layout saves, and what it costs in accuracy: evaluations per image
     both ways (``multi``, ``single``), their ratio, the wall-time speed-up, the paired
     differences multi − single of clean accuracy (``clean``: per-image correctness on the
-    same images) and of robust accuracy (``robust``: robust tables keyed by the two labels).
-    ``holds``: the ratio is K and the clean difference lies within ±``tolerance``
-    (:func:`~robgen_lib.core.stats.within`; None when its interval straddles the tolerance)."""
+    same images) and of robust accuracy (``robust``: robust tables keyed by the two labels),
+    and ``ratio_is_k``: whether the ratio of evaluations is exactly ``num_classes``."""
     multi, single = cost[MULTI_HEAD], cost[SINGLE_HEAD]
     ratio = single["evaluations"] / multi["evaluations"]
     clean_gap = paired(clean[MULTI_HEAD], clean[SINGLE_HEAD])
@@ -129,7 +121,7 @@ def head_savings(cost: dict[str, dict], clean: Mapping[str, torch.Tensor], robus
     return {"multi": multi["evaluations"], "single": single["evaluations"], "ratio": ratio,
             "speedup": single["ms"] / multi["ms"], "clean": clean_gap, "robust": paired(ra, rb),
             "clean_multi": proportion(clean[MULTI_HEAD]), "clean_single": proportion(clean[SINGLE_HEAD]),
-            "holds": all_of(ratio == num_classes, within(clean_gap, tolerance))}
+            "ratio_is_k": bool(ratio == num_classes)}
 
 
 def cost_table(cost: dict[str, dict]):
@@ -151,10 +143,27 @@ def robust_accuracies(results: Mapping[tuple, dict]) -> dict[tuple, float]:
     return {key: r["robust_accuracy"] for key, r in results.items()}
 
 
-def robust_gap(results: Mapping[tuple, dict], a, b, threat: str = "linf", bar: float = 0.0) -> dict:
-    """Is ``a`` more robust than ``b`` by more than ``bar`` under ``threat``? The paired gap of
-    :func:`~robgen_lib.book.analysis.common.robust_gap` on a robust table's ``robust`` flags."""
-    return common.robust_gap(results, a, b, threat, bar)
+def robust_gap(results: Mapping[tuple, dict], a, b, threat: str = "linf") -> dict:
+    """How much more robust ``a`` is than ``b`` under ``threat``: the paired gap of
+    :func:`~robgen_lib.book.analysis.common.robust_gap` on the ``robust`` flags of a robust
+    table (or of :func:`worst_cases`)."""
+    return common.robust_gap(results, a, b, threat)
+
+
+def worst_cases(own: Mapping[tuple, dict], independent: Mapping[tuple, dict]) -> dict[tuple, dict]:
+    """Each model's worst case over the book's attack and the independent attacks (APGD-CE →
+    APGD-DLR → Square, whose last column is the cumulative result): see
+    :func:`~robgen_lib.book.analysis.common.worst_case`."""
+    return common.worst_case(own, independent, other_key="square")
+
+
+def worst_case_table(worst: Mapping[tuple, dict], labels: Mapping[str, str]):
+    """Per model and threat: robust accuracy under the book's attack and in the worst case,
+    and the paired drop own − worst (what the independent attacks add), on the same images."""
+    return table({f"{name}, {labels.get(t, t)}": {"book's attack": str(proportion(w["own_robust"])),
+                                                   "worst case": str(proportion(w["robust"])),
+                                                   "drop": str(paired(w["own_robust"], w["robust"]))}
+                  for (name, t), w in worst.items()}, "model, threat")
 
 
 def _models(results: Mapping[tuple, dict]) -> list:
@@ -199,39 +208,25 @@ def gradient_table(results: Mapping[tuple, dict]):
                   for (g, _), r in results.items()}, "gradient through LM")
 
 
-def stronger_attack(base: Mapping, strong: Mapping, name: str, *, threat: str = "linf",
-                    tolerance: float = 0.1) -> dict:
+def stronger_attack(base: Mapping, strong: Mapping, name: str, *, threat: str = "linf") -> dict:
     """Robust accuracy of ``name`` under the chapter's attack (``base``) and a stronger one
-    (same images), and the paired drop base − strong. ``holds``: the drop's interval lies
-    within ±``tolerance`` (the number stands), ``False`` if it lies outside, ``None`` if it
-    straddles; ``informative``: the chapter's attack left something to lower (an accuracy of
-    0 % cannot be raised by a weaker attack nor lowered by a stronger one, so it tests
-    nothing); ``only_when``: the condition under which the claim stands when the drop is large."""
-    b, s = proportion(base[(name, threat)]["robust"]), proportion(strong[(name, threat)]["robust"])
-    drop = paired(base[(name, threat)]["robust"], strong[(name, threat)]["robust"])
-    when = f"the stronger attack is counted (it lowers accuracy by more than {100 * tolerance:.0f} points)"
-    holds = within(drop, tolerance)
-    return {"base": b, "strong": s, "drop": drop, "holds": holds, "informative": b.value > 0,
-            "only_when": when if holds is False and drop.value > 0 else None}
+    (same images), and the paired drop base − strong."""
+    b, s = base[(name, threat)]["robust"], strong[(name, threat)]["robust"]
+    return {"base": proportion(b), "strong": proportion(s), "drop": paired(b, s)}
 
 
-def near_zero(results: Mapping[tuple, dict], bar: float = 0.1) -> dict:
-    """Does every entry of a robust table sit near 0 %? ``holds`` when each Wilson upper bound
-    is below ``bar`` (``False`` if an interval lies wholly above it, else ``None``); ``worst``:
-    the entry with the highest robust accuracy."""
-    est = {key: proportion(r["robust"]) for key, r in results.items()}
-    worst = max(est, key=lambda key: est[key].value)
-    return {"worst": worst, "estimate": est[worst], "bar": bar,
-            "holds": all_of(*(decide(e, bar, above=False) for e in est.values()))}
+def rates(results: Mapping[tuple, dict]) -> dict[tuple, Estimate]:
+    """Every entry's robust accuracy with its Wilson interval, keyed as the table is."""
+    return {key: proportion(r["robust"]) for key, r in results.items()}
 
 
-def gradients_agree(results: Mapping[tuple, dict], a: str = "bpda", b: str = "exact", *, threat: str = "linf",
-                    tolerance: float = 0.1) -> dict:
-    """Do two gradients through LM give the same robust accuracy (within ±``tolerance``, on
-    the same images)? The paired difference a − b and :func:`~robgen_lib.core.stats.within`."""
+def gradients_agree(results: Mapping[tuple, dict], a: str = "bpda", b: str = "exact", *,
+                    threat: str = "linf") -> dict:
+    """Two gradients through LM on the same images: each one's robust accuracy and the paired
+    difference a − b (``difference``)."""
     diff = paired(results[(a, threat)]["robust"], results[(b, threat)]["robust"])
     return {"a": proportion(results[(a, threat)]["robust"]), "b": proportion(results[(b, threat)]["robust"]),
-            "difference": diff, "holds": within(diff, tolerance)}
+            "difference": diff}
 
 
 def attack_step(eps: float, steps: int) -> float:
@@ -256,13 +251,11 @@ def energy_shifts(energies: Mapping[str, dict]) -> dict[str, dict]:
 
 
 def energy_reversal(energies: Mapping[str, dict], pgd: str, he: str) -> dict:
-    """"PGD lowers E(x) and HE-PGD raises it back", on the same images: the interval of PGD's
-    mean shift below 0 and the interval of the paired difference of the two attacks' shifts
-    (HE-PGD − PGD) above 0; ``holds`` joins both (``None`` if either is undecided)."""
+    """What "PGD lowers E(x) and HE-PGD raises it back" measures, on the same images: PGD's
+    mean shift mean(E(x′) − E(x)) and the mean paired difference of the two attacks' shifts
+    (HE-PGD − PGD), each with its bootstrap interval."""
     shift = {a: (energies[a]["adv_energy"] - energies[a]["clean_energy"]).numpy() for a in (pgd, he)}
-    lowered, back = bootstrap(shift[pgd]), bootstrap(shift[he] - shift[pgd])
-    return {"pgd_shift": lowered, "raise_back": back,
-            "holds": all_of(decide(lowered, 0.0, above=False), decide(back, 0.0))}
+    return {"pgd_shift": bootstrap(shift[pgd]), "raise_back": bootstrap(shift[he] - shift[pgd])}
 
 
 def energy_table(shifts: Mapping[str, dict]):
