@@ -1,4 +1,6 @@
-"""Chapter 2's analysis: energy shape of an attack, the λ sweep's choice, and detection reports."""
+"""Chapter 2's analysis: energy shape of an attack, the λ sweep's choice, detection reports, and the
+estimates (with their intervals) that the claims are judged on."""
+import numpy as np
 import torch
 
 from robgen_lib.book.analysis import he_pgd
@@ -32,30 +34,54 @@ def test_detectors_fitted_on_held_out_energies_catch_a_shift_both_ways():
     assert he_pgd.highest_tpr(rep, "m", "up") == rep[("m", "up", "two-sided")].tpr
 
 
-def test_the_three_claims_decide_on_intervals():
-    import numpy as np
-    from types import SimpleNamespace
-
-    assert he_pgd.fools_as_well(0.0, 0.0, 359)["holds"] is True
-    assert he_pgd.fools_as_well(0.0, 0.2, 359)["holds"] is False
-    assert he_pgd.fools_as_well(0.0, 0.02, 100)["holds"] is None
-    rng = np.random.default_rng(0)
-    clean = rng.normal(-10, 1, 300)
-    pgd, he = clean - 5 + rng.normal(0, 1, 300), clean + 0.2 + rng.normal(0, 1, 300)
-    assert he_pgd.closer_to_data(clean, pgd, he)["holds"] is True
-    assert he_pgd.closer_to_data(clean, he, pgd)["holds"] is False
-    r = {"pgd": {"clean_energy": clean, "adv_energy": pgd}, "he": {"clean_energy": clean, "adv_energy": he}}
-    caught, missed = SimpleNamespace(tpr=0.95, auroc=0.99), SimpleNamespace(tpr=0.1, auroc=0.45)
-    out = he_pgd.evades_detector(r["pgd"], r["he"], caught, missed)
-    assert out["holds"] is True and out["informative"]
-    assert not he_pgd.evades_detector(r["pgd"], r["he"], SimpleNamespace(tpr=0.5, auroc=0.65), missed)["informative"]
+def _energies(seed=0, n=300):
+    rng = np.random.default_rng(seed)
+    clean = rng.normal(-10, 1, n)
+    return clean, clean - 5 + rng.normal(0, 1, n), clean + 0.2 + rng.normal(0, 1, n)   # clean, PGD, HE-PGD
 
 
-def test_catches_again_and_evades_better_decide_on_intervals():
-    from types import SimpleNamespace as R
-    blind, sharp = R(tpr=0.05, auroc=0.1), R(tpr=0.9, auroc=0.95)
-    assert he_pgd.catches_again(blind, sharp, 359)["holds"] is True
-    assert he_pgd.catches_again(blind, R(tpr=0.9, auroc=0.7), 359)["holds"] is False   # not a working detector
-    assert he_pgd.catches_again(R(tpr=0.5, auroc=0.9), R(tpr=0.52, auroc=0.9), 100)["holds"] is None
-    assert he_pgd.evades_better(0.1, 0.9, 0.99, 359)["holds"] is True
-    assert he_pgd.evades_better(0.1, 0.9, 0.5, 359)["holds"] is False                   # does not fool
+def test_fools_as_well_is_the_difference_of_two_wilson_rates():
+    f = he_pgd.fools_as_well(0.0, 0.0, 359)
+    assert f["difference"].value == 0 and f["difference"].low < 0 < f["difference"].high and f["difference"].points
+    assert f["he"].n == 359 and f["pgd"].high < 0.02
+    far = he_pgd.fools_as_well(0.0, 0.2, 359)["difference"]
+    assert abs(far.value - 0.2) < 1e-3 and far.low > 0.1
+    assert he_pgd.fools_as_well(0.0, 0.02, 100)["difference"].width > he_pgd.fools_as_well(0.0, 0.02, 1000)["difference"].width
+
+
+def test_closer_to_data_measures_both_gaps_with_their_signs():
+    clean, pgd, he = _energies()
+    c = he_pgd.closer_to_data(clean, pgd, he)
+    assert c["shift_gap"].high < 0 and c["overlap_gap"].low > 0 and c["shift_gap"].n == 300
+    swapped = he_pgd.closer_to_data(clean, he, pgd)
+    assert swapped["shift_gap"].low > 0 and swapped["overlap_gap"].high < 0
+    assert abs(c["shift_gap"].value - (abs(np.mean(he - clean)) - abs(np.mean(pgd - clean)))) < 1e-9
+
+
+def test_detector_estimates_auroc_and_operating_rates():
+    clean, pgd, he = _energies(1)
+    held = {"clean_energy": torch.tensor(clean), "adv_energy": torch.tensor(pgd)}
+    dets = he_pgd.fit_detectors(held)
+    attacked = {("m", "PGD"): {"clean_energy": clean, "adv_energy": pgd, "accuracy": 0.0},
+                ("m", "HE"): {"clean_energy": clean, "adv_energy": he, "accuracy": 0.0}}
+    rep = he_pgd.detection({"m": dets}, attacked)
+    catch = he_pgd.catches_pgd(dets["one-sided"], attacked[("m", "PGD")], rep[("m", "PGD", "one-sided")])
+    assert catch["AUROC"].low > 0.95 and catch["FPR"].n == 300 and catch["TPR"].value > 0.9
+    assert abs(catch["AUROC"].value - rep[("m", "PGD", "one-sided")].auroc) < 1e-9
+    fprs = he_pgd.operating_fprs(rep, "m", "HE", 300)
+    assert set(fprs) == {"one-sided FPR", "two-sided FPR"}
+    assert fprs["one-sided FPR"].value == round(rep[("m", "HE", "one-sided")].fpr * 300) / 300
+    e = he_pgd.evades_detector(attacked[("m", "PGD")], attacked[("m", "HE")], rep[("m", "PGD", "one-sided")],
+                               rep[("m", "HE", "one-sided")])
+    assert e["TPR drop"].low > 0.5 and e["AUROC drop"].low > 0.3 and e["tpr_pgd"].value > e["tpr_he"].value
+    again = he_pgd.catches_again(rep[("m", "HE", "one-sided")], rep[("m", "HE", "two-sided")], dets["two-sided"],
+                                 attacked[("m", "HE")])
+    assert again["two"].value == rep[("m", "HE", "two-sided")].tpr and again["AUROC"].low <= again["AUROC"].value
+    assert abs(again["TPR gain"].value - (again["two"].value - again["one"].value)) < 1e-12
+
+
+def test_evades_better_measures_the_tpr_margin_and_the_fooling_rate():
+    e = he_pgd.evades_better(0.1, 0.9, 0.99, 359)
+    assert e["TPR margin"].low > 0.7 and e["fooling"].low > 0.95 and e["matching"].n == 359
+    worse = he_pgd.evades_better(0.9, 0.1, 0.5, 359)
+    assert worse["TPR margin"].high < 0 and worse["fooling"].high < 0.6
