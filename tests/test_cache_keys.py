@@ -96,21 +96,19 @@ def test_a_spec_without_a_version_is_refused(digits):
 def test_a_verdict_rule_is_never_served_from_the_cache():
     from robgen_lib.book.analysis import jeat
     from robgen_lib.book.chapter import Chapter
-    from robgen_lib.book.report import verdict
+    from robgen_lib.book.report import quality_table
 
-    for rule in (jeat.quality_verdict, verdict):
+    for rule in (jeat.quality_gains, quality_table):
         with pytest.raises(TypeError, match="decisions are never cached"):
             Chapter.run(None, rule, {}, "a", 10)
 
 
-def test_the_quality_verdict_is_decided_from_the_cached_measurements():
+def test_the_quality_gains_are_read_from_the_cached_measurements():
     from robgen_lib.book.analysis import jeat
 
     diffs = {"s/is_style": {"scorer": "s", "metric": "is_style", "a": 3.0, "b": 2.0, "value": 1.0, "low": 0.5,
                             "high": 1.5, "n": 40},
              "s/fid_style": {"scorer": "s", "metric": "fid_style", "a": float("nan"), "b": float("nan"),
                              "value": -2.0, "low": -3.0, "high": -1.0, "n": 40}}
-    q = jeat.quality_verdict(diffs, "A", 10)
-    assert q["holds"] is True and q["better"] == ["is-style (s)", "fid-style (s)"] and "n = 40" in q["text"]
-    at_ceiling = {**diffs, "s/is_style": {**diffs["s/is_style"], "a": 10.0, "b": 9.99}}
-    assert jeat.quality_verdict(at_ceiling, "A", 10)["saturated"] == ["is-style (s)"]
+    g = jeat.quality_gains(diffs, {"s": {"is_style": 2.0, "fid_style": 4.0}})
+    assert g["is-style (s)"].value == 0.5 and g["fid-style (s)"].low == 0.25 and g["fid-style (s)"].n == 40

@@ -79,9 +79,13 @@ class Report:
 
 
 def markdown_table(headers, rows) -> str:
-    """A Markdown table from a header list and rows of already formatted cells."""
-    lines = ["| " + " | ".join(str(h) for h in headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    """A Markdown table from a header list and rows of already formatted cells (a ``|`` inside
+    a cell is escaped)."""
+    def cell(c) -> str:
+        return str(c).replace("|", "\\|")   # a bar inside a cell (|x|) must not end it
+
+    lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 

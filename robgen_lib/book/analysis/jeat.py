@@ -4,37 +4,46 @@ seeds (rated by the scorers' FID-/IS-style scores), how generation changes with 
 training noise σ, and JEAT's training, samples and robustness."""
 from __future__ import annotations
 
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
+from scipy import stats
 from torch import nn
 
 from ...core.attacks import predict_logits
 from ...core.data import Split
 from ...core.energy import joint_energy
 from ...core.fit import TrainedModel
-from ...core.stats import Estimate, all_of, bootstrap, decide, paired
+from ...core.stats import LEVEL, Estimate, bootstrap, paired
 from ...methods.evaluate import accuracy_of
 from ...methods.landscape import centre_rank, centre_ranks
-from ...methods.quality import HIGHER_IS_BETTER, FidelityUnavailable, fidelity_scores, rate, saturated
+from ...methods.quality import HIGHER_IS_BETTER, FidelityUnavailable, fidelity_scores, rate
 from ...methods.sampling import fit_class_gaussians, sample_seeds
 from .. import plots
 from ..report import fmt_budget, pct, table
 
 __all__ = ["noise_name", "sweep_names", "shown_models", "landscape_figure", "mean_joint_energy",
-           "flatness_summary", "flatness_table", "scorers_table", "class_seeds", "first_of_each_class", "rate_sets",
-           "score_pairs", "sigma_sweep_figure", "noise_trend", "over_seeds", "training_history_figure",
-           "clean_and_attacked_accuracy", "robustness_table", "real_scores", "real_scores_table", "flatter",
-           "sits_high", "quality_verdict", "seed_fid_note", "equal_l2_sigma", "at_least_as_robust"]
+           "flatness_summary", "flatness_table", "flatness_ratios", "flatness_text", "landscape_ranks", "ranks_text",
+           "scorers_table", "class_seeds", "first_of_each_class", "rate_sets", "score_pairs", "score_name",
+           "quality_gains", "gains_text", "sigma_sweep_figure", "noise_trend", "trend_text", "by_seed",
+           "equal_l2_sigma", "robustness_gaps", "training_history_figure", "clean_and_attacked_accuracy",
+           "robustness_table", "real_scores", "real_scores_table", "inception_difference"]
 
 #: The two scores every sample set gets from each scorer (higher IS-style is better, lower FID-style).
 METRICS = ("is_style", "fid_style")
 
 
-def _label(scorer: str, metric: str) -> str:
+def score_name(scorer: str, metric: str) -> str:
+    """A score's name as the claims name their parts: ``"fid-style (robust scorer)"``."""
     return f"{metric.replace('_', '-')} ({scorer})"
+
+
+def by_seed(per_seed: Mapping[int, object], text) -> str:
+    """Each training seed's numbers, as a verdict prints them: ``"seed 0: …; seed 1: …"``
+    (``text``: one seed's evidence in words, its parts joined by commas)."""
+    return "; ".join(f"seed {s}: {text(e)}" for s, e in per_seed.items())
 
 
 # -- the models -------------------------------------------------------------------------
@@ -85,31 +94,43 @@ def _ratio(a, b) -> Estimate:
     return bootstrap((np.asarray(a), np.asarray(b)), lambda u, v, axis: u.mean(axis) / v.mean(axis))
 
 
-def flatter(sharp: dict, flat: dict) -> dict:
-    """Is ``flat`` (a :func:`flatness_summary` entry) flatter than ``sharp`` on the same images?
-    Three ratios sharp / flat with paired bootstrap intervals: the gradient norm ``grad``, the
-    gradient per unit of each model's logit std ``normalised`` (scale alone cannot make it
-    fall) and the ε-ball ``range``. ``holds``: every ratio's interval above 1 (None if one
-    straddles 1, False if one lies at or below it)."""
-    grad = _ratio(sharp["grad_norms"], flat["grad_norms"])
-    norm = _ratio(np.asarray(sharp["grad_norms"]) / sharp["logit_std"], np.asarray(flat["grad_norms"]) / flat["logit_std"])
-    rng = _ratio(sharp["ball_ranges"], flat["ball_ranges"])
-    return {"grad": grad, "normalised": norm, "range": rng,
-            "holds": all_of(decide(grad, 1.0), decide(norm, 1.0), decide(rng, 1.0)),
-            "text": f"sharp/flat ratio of mean |grad E| {grad}; per unit of logit std {norm}; "
-                    f"of the ε-ball range {rng}"}
+def flatness_ratios(sharp: dict, flat: dict) -> dict[str, Estimate]:
+    """How much flatter ``flat`` is than ``sharp`` (two :func:`flatness_summary` entries on the
+    same images): three ratios sharp / flat of means over the images, with paired bootstrap
+    intervals — ``gradient``: mean ‖∇ₓE(x, y)‖ at the data; ``per logit std``: the same per unit
+    of each model's logit std (scale alone cannot make it fall); ``ε-ball range``: the mean
+    range of E(x', y) over the ε-ball. Each is above 1 where ``flat`` is flatter."""
+    return {"gradient": _ratio(sharp["grad_norms"], flat["grad_norms"]),
+            "per logit std": _ratio(np.asarray(sharp["grad_norms"]) / sharp["logit_std"],
+                                    np.asarray(flat["grad_norms"]) / flat["logit_std"]),
+            "ε-ball range": _ratio(sharp["ball_ranges"], flat["ball_ranges"])}
 
 
-def sits_high(standard: dict, robust: dict) -> dict:
-    """Does the image sit high in its own landscape on the standard model? Per image, the
-    fraction of grid points below it (``ranks`` of :func:`flatness_summary`): the standard
-    model's mean rank must exceed 0.5 and the robust model's on the same images (paired
-    bootstrap intervals; None where an interval straddles its bar)."""
+def flatness_text(ratios: Mapping[str, Estimate]) -> str:
+    """:func:`flatness_ratios` in words."""
+    g, s, r = ratios["gradient"], ratios["per logit std"], ratios["ε-ball range"]
+    return (f"standard/adv. trained ratio of mean ‖∇E‖ {_interval(g)}, per unit of logit std {_interval(s)}, "
+            f"of the ε-ball range {_interval(r)} (n = {g.n})")
+
+
+def landscape_ranks(standard: dict, robust: dict) -> dict[str, Estimate]:
+    """Where the image sits in its own landscape (``ranks`` of :func:`flatness_summary`: per
+    image, the fraction of grid points below it): ``rank``, the standard model's mean rank,
+    and ``gap``, the standard model's mean rank minus the robust model's on the same images,
+    with (paired) bootstrap intervals."""
     rs, rr = np.asarray(standard["ranks"]), np.asarray(robust["ranks"])
-    mean = bootstrap(rs)
-    gap = bootstrap((rs, rr), lambda u, v, axis: u.mean(axis) - v.mean(axis))
-    return {"mean": mean, "gap": gap, "holds": all_of(decide(mean, 0.5), decide(gap, 0.0)),
-            "text": f"standard model's mean rank {mean}; minus the adversarially trained model's {gap}"}
+    return {"rank": bootstrap(rs), "gap": bootstrap((rs, rr), lambda u, v, axis: u.mean(axis) - v.mean(axis))}
+
+
+def ranks_text(ranks: Mapping[str, Estimate]) -> str:
+    """:func:`landscape_ranks` in words."""
+    return (f"standard model's mean rank {_interval(ranks['rank'])}, minus the adversarially trained model's "
+            f"{_interval(ranks['gap'], signed=True)} (n = {ranks['rank'].n})")
+
+
+def _interval(e: Estimate, signed: bool = False, digits: int = 3) -> str:
+    f = f"{'+' if signed else ''}.{digits}g"
+    return f"{e.value:{f}} [{e.low:{f}}, {e.high:{f}}]"
 
 
 def flatness_table(summary: Mapping[str, dict], eps: float):
@@ -165,48 +186,39 @@ def score_pairs(quality: Mapping[str, dict]) -> list[tuple[str, str]]:
     return [(s, m) for s in next(iter(quality.values())) for m in METRICS]
 
 
-def quality_verdict(differences: Mapping[str, dict], a_name: str, num_classes: int) -> dict:
-    """Do samples A beat samples B (grown from the same seeds)? Decided from the measurements
-    of :func:`~robgen_lib.methods.quality.quality_differences` (A minus B): for every scorer and
-    metric the paired bootstrap difference decides *better*, *worse* or *tied*; an IS-style
-    score at its ceiling K for both sets is *saturated* and does not count. With W better and L
-    worse of the n counted scores: every one better → ``holds`` True; none counted → not
-    ``informative``; none better or worse → None (inconclusive); more better than worse → False
-    with ``only_when`` the better ones; otherwise False (the scores that disagree are at least
-    as many)."""
-    better, worse, tied, sat, parts = [], [], [], [], []
-    n = 0
-    for m in differences.values():
-        label, n = _label(m["scorer"], m["metric"]), m["n"]
-        if m["metric"] == "is_style" and saturated([m["a"], m["b"]], num_classes):
-            sat.append(label)
-            parts.append(f"{label} saturated ({m['a']:.2f} vs {m['b']:.2f})")
-            continue
-        d = Estimate(m["value"], m["low"], m["high"], m["n"], percent=False)
-        up = HIGHER_IS_BETTER[m["metric"]]
-        (better if decide(d, 0.0, above=up) is True else worse if decide(d, 0.0, above=not up) is True
-         else tied).append(label)
-        parts.append(f"{label} {d.value:+.3g} [{d.low:+.3g}, {d.high:+.3g}]")
-    counted = len(better) + len(worse) + len(tied)
-    holds = None if not (better or worse) else (len(better) == counted)
-    text = (f"{a_name} minus the other, n = {n} paired samples: " + "; ".join(parts)
-            + f" — better on {len(better)}, worse on {len(worse)}, tied on {len(tied)} of {counted} counted scores")
-    return {"better": better, "worse": worse, "tied": tied, "saturated": sat, "holds": holds,
-            "informative": counted > 0, "text": text,
-            "only_when": f"judged by {', '.join(better)}" if better and len(better) > len(worse) else None}
+def quality_gains(differences: Mapping[str, dict], rating_b: Mapping[str, dict],
+                  names: Sequence[str] | None = None) -> dict[str, Estimate]:
+    """Sample set A's gain over set B (grown from the same seeds) on each score, from the
+    measurements of :func:`~robgen_lib.methods.quality.quality_differences` (A minus B: value,
+    paired bootstrap interval over the seeds, n) and B's scores ``rating_b`` (scorer → scores,
+    as :func:`rate_sets` gives them): the difference in units of B's score, signed so that
+    positive means A is better,
+
+        IS-style: (IS_A − IS_B) / IS_B,    FID-style: (FID_B − FID_A) / FID_B,
+
+    with the interval of A − B scaled the same way (B's score is the unit, held fixed).
+    ``names``: the scores to keep, in order (:func:`score_name`; default every one)."""
+    measured = {score_name(m["scorer"], m["metric"]): m for m in differences.values()}
+    missing = [n for n in names or () if n not in measured]
+    if missing:
+        raise KeyError(f"no measured difference for {missing} (measured: {sorted(measured)})")
+    out = {}
+    for name in names or list(measured):
+        m = measured[name]
+        unit = float(rating_b[m["scorer"]][m["metric"]])
+        if not unit > 0:
+            raise ValueError(f"{name}: B's score {unit} cannot be the unit of a gain")
+        sign = 1.0 if HIGHER_IS_BETTER[m["metric"]] else -1.0
+        low, high = sorted((sign * m["low"] / unit, sign * m["high"] / unit))
+        out[name] = Estimate(sign * m["value"] / unit, low, high, int(m["n"]))
+    return out
 
 
-def seed_fid_note(quality: Mapping[str, dict], generators: Sequence[str], seeds: str = "Gaussian seeds") -> str | None:
-    """A sentence when every generator's FID-style distance is larger than that of the seeds
-    it started from, under every scorer (generation moves the seeds away from the data's
-    feature statistics), else None."""
-    start = quality[seeds]
-    if not all(quality[g][s]["fid_style"] > start[s]["fid_style"] for g in generators for s in start):
-        return None
-    values = ", ".join(f"{s} {start[s]['fid_style']:.3g}" for s in start)
-    return (f"Under every scorer, every generator's samples are farther (FID-style) from the real images than the "
-            f"{seeds} they started from ({values}): on this data the class Gaussians already match the "
-            f"features' statistics, and generating moves away from them.")
+def gains_text(gains: Mapping[str, Estimate]) -> str:
+    """:func:`quality_gains` in words: each score's gain in % of B's score with its interval, then n."""
+    n = next(iter(gains.values())).n
+    return ", ".join(f"{name} {100 * e.value:+.1f} % [{100 * e.low:+.1f}, {100 * e.high:+.1f}]"
+                     for name, e in gains.items()) + f" (n = {n})"
 
 
 # -- finding 3: noise ----------------------------------------------------------------------
@@ -239,65 +251,46 @@ def sigma_sweep_figure(quality: Mapping[str, dict], flatness: Mapping[str, dict]
     return fig
 
 
-def noise_trend(quality: Mapping[str, dict], sigma_grid: Sequence[float], num_classes: int | None = None,
-                level: float = 0.05, other_seeds: Sequence[Mapping[str, dict]] = ()) -> dict:
-    """Whether generation improves with the training noise: for each (scorer, metric) the
-    Spearman rank correlation ρ(σ, score) over the sweep (``rho``) and its p-value
-    (``scipy.stats.spearmanr``), pooling the (σ, score) points of every training seed
-    (``quality`` and ``other_seeds``, each a {model name: rating} of one seed's sweep). A score
-    *improves* when ρ points the better way (> 0 for IS-style, < 0 for FID-style) with
-    p < ``level``, *worsens* when it points the other way with p < ``level``; IS-style scores
-    at their ceiling K over the whole sweep are ``saturated`` and do not count
-    (``num_classes`` given). ``spread``: per score, the largest range over seeds at one σ.
-    ``holds``: every counted score improves; None when none improves or worsens;
-    ``only_when``: the improving ones, when they outnumber the worsening ones."""
+def noise_trend(quality: Mapping[str, dict], sigma_grid: Sequence[float],
+                names: Sequence[str] | None = None) -> dict[str, Estimate]:
+    """How generation changes with the training noise within one training seed's sweep
+    (``quality``: {model name: rating} of that seed's sweep): per score, Spearman's ρ between σ
+    and the score of the samples of the model trained at σ (``scipy.stats.spearmanr``), signed
+    so that positive means better at larger σ (ρ(σ, −FID-style) for a distance), with the
+    Bonett–Wright interval on Fisher's z over the n = len(sigma_grid) points,
+
+        tanh(atanh ρ ± z₀.₉₇₅ · sqrt((1 + ρ²/2) / (n − 3))).
+
+    A score that is the same at every σ ranks nothing, and a sweep of three σ or fewer has no
+    interval: ρ = 0 over the whole range [−1, 1]. A perfect ranking (|ρ| = 1) has the
+    transform's limit for its interval, the point itself. ``names``: the scores to keep, in
+    order (:func:`score_name`; default every one)."""
     sig = [float(s) for s in sigma_grid]
-    runs = [quality, *other_seeds]
-    rho, pval, spread, improving, worsening, sat = {}, {}, {}, [], [], []
-    for s, m in score_pairs(quality):
-        per_seed = [[q[n][s][m] for n in sweep_names(sig)] for q in runs]
-        values = [v for vs in per_seed for v in vs]
-        if m == "is_style" and num_classes is not None and saturated(values, num_classes):
-            sat.append(_label(s, m))
+    n = len(sig)
+    pairs = {score_name(s, m): (s, m) for s, m in score_pairs(quality)}
+    out = {}
+    for name in names or list(pairs):
+        s, m = pairs[name]
+        sign = 1.0 if HIGHER_IS_BETTER[m] else -1.0
+        values = [sign * quality[model][s][m] for model in sweep_names(sig)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # scipy warns of a constant input; handled below
+            rho = float(stats.spearmanr(sig, values).statistic)
+        if not np.isfinite(rho) or n <= 3:
+            out[name] = Estimate(0.0, -1.0, 1.0, n, percent=False)
             continue
-        res = spearmanr(sig * len(runs), values)
-        r, p = float(res.statistic), float(res.pvalue)
-        rho[(s, m)], pval[(s, m)] = r, p
-        spread[(s, m)] = max(max(col) - min(col) for col in zip(*per_seed))
-        good = r > 0 if HIGHER_IS_BETTER[m] else r < 0
-        if p < level:
-            (improving if good else worsening).append(_label(s, m))
-    counted = len(rho)
-    holds = None if not (improving or worsening) else len(improving) == counted
-    seeds = f" × {len(runs)} training seeds" if len(runs) > 1 else ""
-    text = "Spearman(σ, score) over {} σ{}: ".format(len(sig), seeds) + ", ".join(
-        f"{_label(s, m)} {r:+.2f} (p = {pval[(s, m)]:.2g}"
-        + (f"; seeds spread ≤ {spread[(s, m)]:.2g}" if len(runs) > 1 else "") + ")" for (s, m), r in rho.items())
-    if sat:
-        text += "; saturated: " + ", ".join(sat)
-    return {"rho": rho, "p": pval, "spread": spread, "improving": improving, "worsening": worsening,
-            "saturated": sat, "all_improve": holds is True, "holds": holds, "informative": counted > 0, "text": text,
-            "only_when": f"judged by {', '.join(improving)}" if improving and len(improving) > len(worsening) else None}
+        half = stats.norm.ppf(0.5 + LEVEL / 2) * np.sqrt((1 + rho ** 2 / 2) / (n - 3))
+        with np.errstate(divide="ignore"):
+            z = np.arctanh(rho)
+        out[name] = Estimate(rho, float(np.tanh(z - half)), float(np.tanh(z + half)), n, percent=False)
+    return out
 
 
-def over_seeds(verdicts: Mapping[int, dict]) -> dict:
-    """One verdict from :func:`quality_verdict`'s per training seed (the first in full, the
-    others by their counts): the seeds' common answer
-    (every seed True → True, every seed False → False, with the first seed's ``only_when``
-    when every seed has the same), otherwise None — the seeds disagree, inconclusive."""
-    answers = [v["holds"] for v in verdicts.values()]
-    first = next(iter(verdicts.values()))
-    holds = answers[0] if all(a == answers[0] for a in answers) else None
-    same_only = all(v["only_when"] == first["only_when"] for v in verdicts.values())
-    text = first["text"]
-    if len(verdicts) > 1:
-        text += "; other training seeds: " + "; ".join(
-            f"seed {s}: better on {len(v['better'])}, worse on {len(v['worse'])}, tied on {len(v['tied'])}"
-            for s, v in list(verdicts.items())[1:])
-        text += f" — {sum(a is True for a in answers)} of {len(answers)} seeds say yes, {sum(a is False for a in answers)} no"
-    return {"holds": holds, "informative": all(v["informative"] for v in verdicts.values()), "text": text,
-            "only_when": first["only_when"] if holds is False and same_only else None,
-            "per_seed": dict(verdicts)}
+def trend_text(trend: Mapping[str, Estimate]) -> str:
+    """:func:`noise_trend` in words: each score's ρ with its interval, then the number of σ."""
+    n = next(iter(trend.values())).n
+    return ", ".join(f"{name} {e.value:+.2f} [{e.low:+.2f}, {e.high:+.2f}]" for name, e in trend.items()) \
+        + f" (n = {n} σ)"
 
 
 def equal_l2_sigma(x: torch.Tensor, x_adv: torch.Tensor) -> float:
@@ -308,20 +301,12 @@ def equal_l2_sigma(x: torch.Tensor, x_adv: torch.Tensor) -> float:
     return float(f"{sigma:.3g}")
 
 
-def at_least_as_robust(correct_a: Mapping[int, torch.Tensor], correct_b: Mapping[int, torch.Tensor], *,
-                       margin: float = 0.02) -> dict:
-    """Is A at least as robust as B (within ``margin``)? Per training seed, the paired
-    difference of their per-image robust correctness (Newcombe's interval); a seed says yes
-    when the interval lies above −``margin``, no when it lies at or below it. ``holds``: every
-    seed yes (False if one says no, None otherwise)."""
-    diffs = {seed: paired(correct_a[seed], correct_b[seed]) for seed in correct_a}
-    outcomes = [decide(d, -margin) for d in diffs.values()]
-    spread = ""
-    if len(diffs) > 1:
-        vals = [100 * d.value for d in diffs.values()]
-        spread = f"; over {len(diffs)} seeds {min(vals):+.1f} … {max(vals):+.1f} points"
-    text = "; ".join(f"seed {s}: {d}" for s, d in diffs.items()) + spread
-    return {"diffs": diffs, "holds": all_of(*outcomes), "text": text}
+def robustness_gaps(correct_a: Mapping[int, torch.Tensor],
+                    correct_b: Mapping[int, torch.Tensor]) -> dict[int, Estimate]:
+    """Per training seed, the robust accuracy of A minus that of B on the same images, from
+    their per-image robust correctness: Newcombe's paired interval and McNemar's p
+    (:func:`~robgen_lib.core.stats.paired`)."""
+    return {seed: paired(correct_a[seed], correct_b[seed]) for seed in correct_a}
 
 
 # -- JEAT -----------------------------------------------------------------------------------
@@ -365,14 +350,16 @@ def robustness_table(accuracy: Mapping[str, dict], *, steps: int, eps: float):
 def real_scores(samples: Mapping[str, torch.Tensor], reference: torch.Tensor, names: Sequence[str], *,
                 enabled: bool) -> tuple[dict[str, dict], str | None]:
     """torch-fidelity's Inception Score of the samples ``names`` and their FID against
-    ``reference``. Returns ``(scores, why_not)``: no scores and the reason when ``enabled`` is
-    false or torch-fidelity (or its weights) is unavailable."""
+    ``reference``, with ``splits``: the number of splits the score's std is over (as
+    :func:`~robgen_lib.methods.quality.fidelity_scores` splits, at most 10). Returns
+    ``(scores, why_not)``: no scores and the reason when ``enabled`` is false or torch-fidelity
+    (or its weights) is unavailable."""
     if not enabled:
         return {}, "real IS/FID not computed at this profile (fidelity=False): the FID-/IS-style scores above stand in"
     scores = {}
     try:
         for name in names:
-            scores[name] = fidelity_scores(samples[name], reference)
+            scores[name] = {**fidelity_scores(samples[name], reference), "splits": min(10, len(samples[name]))}
     except FidelityUnavailable as exc:
         return scores, f"real IS/FID skipped: {exc}"
     return scores, None
@@ -382,3 +369,18 @@ def real_scores_table(scores: Mapping[str, dict]):
     """Inception Score (mean ± std over splits) and FID of each sample set."""
     return table({name: {"Inception Score": f"{s['IS']:.2f} ± {s['IS_std']:.2f}", "FID": f"{s['FID']:.1f}"}
                   for name, s in scores.items()}, "samples")
+
+
+def inception_difference(a: Mapping[str, float], b: Mapping[str, float]) -> Estimate:
+    """Inception Score of sample set A minus that of B (:func:`real_scores` entries), with a
+    Welch-style interval from each score's spread over its k splits:
+
+        IS_A − IS_B ± t₀.₉₇₅(2k − 2) · sqrt((s_A² + s_B²) / k),
+
+    s the std of the score over the splits (n: the splits of each)."""
+    k = int(min(a["splits"], b["splits"]))
+    d = a["IS"] - b["IS"]
+    if k < 2:
+        return Estimate(d, -np.inf, np.inf, k, percent=False)
+    half = stats.t.ppf(0.5 + LEVEL / 2, 2 * k - 2) * np.sqrt((a["IS_std"] ** 2 + b["IS_std"] ** 2) / k)
+    return Estimate(d, d - half, d + half, k, percent=False)
