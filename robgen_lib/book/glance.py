@@ -25,6 +25,7 @@ import urllib.parse
 
 import nbformat
 
+from .judge import OWN_QUESTION, PREREQUISITE
 from .report import Verdict, markdown_table
 
 __all__ = ["EDITIONS", "verdicts_of", "claim_key", "glance_table", "main"]
@@ -37,8 +38,10 @@ EDITIONS = (("quick (8×8 digits)", "chapters", ""),
             ("MNIST edition (28×28)", "editions/mnist", "not run yet: `make edition-mnist`"),
             ("paper profile", None, "not run: needs a GPU"))
 
-#: The book's own questions carry this instead of a paper's number.
-OWN_QUESTION = "- (this book's question)"
+
+def is_paper_claim(v: Verdict) -> bool:
+    """A verdict on a paper's claim (not the book's own question, not a prerequisite)."""
+    return v.paper not in (OWN_QUESTION, PREREQUISITE)
 
 
 def verdicts_of(path: str) -> list[Verdict]:
@@ -110,7 +113,7 @@ def glance_table(root: str = ROOT) -> str:
     for name in chapters:
         per_edition = [verdicts_of(os.path.join(root, folder, name + ".ipynb")) if folder else []
                        for _, folder, _ in EDITIONS]
-        claims = [v for v in per_edition[0] if v.paper != OWN_QUESTION]
+        claims = [v for v in per_edition[0] if is_paper_claim(v)]
         columns = [_matched(claims, found) for found in per_edition]
         for i, v in enumerate(claims):
             cells = []

@@ -55,6 +55,8 @@ __all__ = ["Test", "Claim", "Outcome", "Seeds", "judge", "outcome", "decide_test
 KINDS = ("superiority", "direction", "non-inferiority", "equivalence", "fact")
 #: What a claim is: a paper's claim, the book's own question, or a prerequisite of other claims.
 PAPER, BOOK, CHECK = "paper", "book", "check"
+#: What a verdict prints in place of a paper's number for the book's questions and prerequisites.
+OWN_QUESTION, PREREQUISITE = "- (this book's question)", "- (a prerequisite)"
 #: The margin of a rate (2 points) and of other scales unless a test gives its own.
 RATE_MARGIN = 0.02
 
@@ -306,8 +308,7 @@ def judge(claim: Claim, evidence, measured: str, *, checks: Mapping[str, Outcome
     knob-named bars); ``only_when``: the measured conditions under which a failed paper claim
     does hold."""
     o = outcome(claim, evidence, checks, knobs)
-    paper = claim.paper if claim.role == PAPER else ("- (a prerequisite)" if claim.role == CHECK
-                                                   else "- (this book's question)")
+    paper = claim.paper if claim.role == PAPER else PREREQUISITE if claim.role == CHECK else OWN_QUESTION
     text = claim.text({"bar": claim.bar(knobs), **(fields or {})})
     v = Verdict(f"{text} [{claim.id}]", paper, measured, word(claim, o, only_when))
     return v, o

@@ -237,6 +237,9 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("boundary_iters", integer(0, 1_000_000), 60, 'abs',
          'boundary-walk steps of the decision-based attack', paper=1000),
     Knob("latent_steps", integer(0, 10_000), 10, 'abs', "steps of the latent-descent attack on ABS", paper=50),
+    Knob("n_abs_seeds", integer(1, 100), 1, 'abs',
+         'training seeds of the claims that compare trained models: ABS against the CNNs, the similarity metric, '
+         'denoise-then-classify (the rule needs 3; each further seed retrains and re-attacks them)'),
     Knob("ood_latent_grid", list_of(integer(1, 4096)), (2, 8, 32), 'abs',
          'latent sizes of the out-of-domain decoder ladder', paper=(2, 8, 32, 128)),
     Knob("ood_width_grid", list_of(integer(4, 65_536)), (16, 64, 256), 'abs',

@@ -86,17 +86,19 @@ def robust_scorer(c, data, *, seed=None):
     return robust(c, data, seed=(c.seed if seed is None else seed) + SCORER_SEED_OFFSET)
 
 
-def denoiser(c, data, *, multi_head=True):
+def denoiser(c, data, *, multi_head=True, seed=None):
     """The class-conditional denoiser: trained, or a user's ``denoiser_weights`` (a multi-head
     one). ``multi_head=False``: one label-embedded head, one class per pass — always trained by the
-    book, beside the user's weights when there are some (chapter 4 compares the two layouts)."""
+    book, beside the user's weights when there are some (chapter 4 compares the two layouts);
+    ``seed``: the training seed of a trained one (default: the run's)."""
     if c.denoiser_weights and multi_head:
         if not os.path.isfile(c.denoiser_weights):
             raise ConfigError(f"denoiser_weights: no file {c.denoiser_weights!r}")
         return DenoiserWeights(c.denoiser_weights, file_digest(c.denoiser_weights), c.den_width,
                                data.image_shape[0], data.num_classes)
     return DenoiserRecipe(c.den_width, bool(multi_head), objective=DenoisingLoss(0.1), epochs=c.den_epochs,
-                          batch_size=c.batch_size, optimiser=Optimiser("adam", c.den_lr, warmup=0.05), seed=c.seed)
+                          batch_size=c.batch_size, optimiser=Optimiser("adam", c.den_lr, warmup=0.05),
+                          seed=c.seed if seed is None else seed)
 
 
 def dc(c, data, *, timesteps=None, one_pass=None, multi_head=True, noise=None, grid=None):
@@ -115,30 +117,35 @@ def rdc(c, data, *, gradient=None, eta=None, steps=None, timesteps=None, multi_h
                      step_size=c.lm_step, seed=c.seed, gradient=c.lm_gradient if gradient is None else gradient)
 
 
-def class_vaes(c, data, *, discriminative=False, latent=None, width=None, epochs=None):
-    """K class VAEs (``abs_*`` knobs); ``discriminative`` adds the E-ABS-style term (``eabs_weight``)."""
+def class_vaes(c, data, *, discriminative=False, latent=None, width=None, epochs=None, seed=None):
+    """K class VAEs (``abs_*`` knobs); ``discriminative`` adds the E-ABS-style term (``eabs_weight``);
+    ``seed``: the training seed (default: the run's)."""
     objective = ClassELBO(c.eabs_weight if discriminative else 0.0, c.abs_alpha, c.abs_beta)
     return ClassVAEsRecipe(latent or c.abs_latent, width or c.abs_width, objective=objective,
                            epochs=epochs or c.abs_epochs, batch_size=c.batch_size,
-                           optimiser=Optimiser("adam", c.abs_lr, schedule="constant"), seed=c.seed)
+                           optimiser=Optimiser("adam", c.abs_lr, schedule="constant"),
+                           seed=c.seed if seed is None else seed)
 
 
 EMBEDS = ("pixels", "standard", "robust")
 
 
-def _abs(c, data, *, discriminative, embed="pixels", samples=None, steps=None, latent=None, width=None, epochs=None):
+def _abs(c, data, *, discriminative, embed="pixels", samples=None, steps=None, latent=None, width=None, epochs=None,
+         seed=None):
     if embed not in EMBEDS:
         raise ConfigError(f"unknown similarity {embed!r}; allowed: {', '.join(map(repr, EMBEDS))}")
-    vaes = class_vaes(c, data, discriminative=discriminative, latent=latent, width=width, epochs=epochs)
-    return ABSRecipe(vaes, None if embed == "pixels" else RECIPES[embed](c, data), alpha=c.abs_alpha,
+    seed = c.seed if seed is None else seed
+    vaes = class_vaes(c, data, discriminative=discriminative, latent=latent, width=width, epochs=epochs, seed=seed)
+    return ABSRecipe(vaes, None if embed == "pixels" else RECIPES[embed](c, data, seed=seed), alpha=c.abs_alpha,
                      beta=c.abs_beta, samples=samples or c.abs_samples, steps=c.abs_steps if steps is None else steps,
-                     lr=c.abs_search_lr, radius=c.abs_radius, encoder_init=discriminative, seed=c.seed)
+                     lr=c.abs_search_lr, radius=c.abs_radius, encoder_init=discriminative, seed=seed)
 
 
 def abs_(c, data, **options):
     """ABS over generatively trained class VAEs; ``embed``: ``pixels``, or chapter 1's
     ``standard`` / ``robust`` CNN's features; ``samples`` / ``steps``: the search budget;
-    ``latent`` / ``width`` / ``epochs``: other class VAEs."""
+    ``latent`` / ``width`` / ``epochs``: other class VAEs; ``seed``: the training seed of the
+    VAEs (and of the feature CNN) and the search's seed (default: the run's)."""
     return _abs(c, data, discriminative=False, **options)
 
 
@@ -147,9 +154,10 @@ def eabs(c, data, **options):
     return _abs(c, data, discriminative=True, **options)
 
 
-def denoised(c, data, *, sigma, base="standard"):
-    """The classifier ``base`` behind one denoising step of the profile's denoiser at σ."""
-    return DenoisedRecipe(denoiser(c, data), RECIPES[base](c, data), float(sigma))
+def denoised(c, data, *, sigma, base="standard", seed=None):
+    """The classifier ``base`` behind one denoising step of the profile's denoiser at σ;
+    ``seed``: the training seed of both (default: the run's)."""
+    return DenoisedRecipe(denoiser(c, data, seed=seed), RECIPES[base](c, data, seed=seed), float(sigma))
 
 
 def smoothed(c, data, *, sigma, base="noise"):

@@ -16,20 +16,21 @@ from ...core.attacks import predict_logits
 from ...core.data import Split
 from ...core.fit import TrainedModel
 from ...core.models import model_device
-from ...core.stats import Estimate, all_of, bootstrap, decide, difference, paired, proportion
+from ...core.stats import Estimate, bootstrap, difference, paired, proportion
 from ...methods.evaluate import knn_labels, robust_at
 from ...methods.independent import prediction_cost
 from ...methods.smoothing import certified_accuracy
 from ..report import fmt_budget, markdown_table, pct, table
 from . import common
 
-__all__ = ["latent_excess", "ladder_shrinks", "margin_restored", "class_vaes_summary", "training_curves", "first_of_each_class", "reconstruction_grid", "ms_per_image",
+__all__ = ["class_vaes_summary", "training_curves", "first_of_each_class", "reconstruction_grid", "ms_per_image",
            "budget_curves", "budget_table", "budget_gain", "grid_threats", "robustness_panels", "strongest_attack",
-           "strongest_table", "robust_bars", "robust_to_both", "generative_vs_standard", "decision_excess",
-           "morphing", "adversarial_mosaic", "morph_table", "ladder_table", "ladder_panels", "ladder_ends",
-           "unseen_reconstructions", "similarity_results", "similarity_table", "best_metric", "radius_grid",
-           "certified_curves", "certified_table", "certified_at", "robust_gap", "certified_gain", "rates_differ", "Undefined", "clean_gap",
-           "ood_separation", "ood_table"]
+           "strongest_table", "robust_bars", "worst_rates", "robust_gap", "above_floor", "generative_vs_standard",
+           "decision_excess", "latent_excess", "per_seed_text", "morphing", "all_fooled", "agreement_gap",
+           "adversarial_mosaic", "morph_table", "ladder_table", "ladder_panels", "ladder_ends", "ladder_shrinks",
+           "margin_restored", "ood_separation", "auroc_text", "ood_table", "error_ratio", "unseen_reconstructions",
+           "similarity_results", "similarity_table", "best_metric", "clean_gap", "radius_grid", "certified_curves",
+           "certified_table", "certified_at", "certified_gain", "Undefined"]
 
 
 # -- the class models -------------------------------------------------------------------
@@ -98,41 +99,22 @@ def budget_gain(accuracy: Mapping[tuple, float], step_grid: Sequence[int], sampl
                 n_images: int) -> dict:
     """The smallest budget (first step count, first N of the grids) and the largest (last
     of each): ``low`` / ``high`` as (steps, N), their clean accuracies on ``n_images`` test
-    images with Wilson intervals (``low_accuracy`` / ``high_accuracy``), and ``holds``: the
-    gain high − low is above 0 by :func:`rates_differ` (``None`` if undecided)."""
+    images with Wilson intervals (``low_accuracy`` / ``high_accuracy``), and the ``gain``
+    high − low with Newcombe's interval for two rates (the per-image results are not kept)."""
     low, high = (step_grid[0], sample_grid[0]), (step_grid[-1], sample_grid[-1])
     lo, hi = (proportion(round(accuracy[k] * n_images), n_images) for k in (low, high))
-    gain = difference(hi, lo)
-    return {"low": low, "high": high, "low_accuracy": lo, "high_accuracy": hi, "gain": gain,
-            "holds": decide(gain, 0.0)}
-
-
-def clean_gap(sims: Mapping[str, dict], a: str, b: str, n_images: int, bar: float = 0.0) -> dict:
-    """Is similarity ``a``'s clean accuracy above ``b``'s by more than ``bar`` (each on
-    ``n_images`` test images, kept as rates)? :func:`rates_differ` of the two."""
-    return rates_differ(*(proportion(round(sims[n]["clean"] * n_images), n_images) for n in (a, b)), bar)
+    return {"low": low, "high": high, "low_accuracy": lo, "high_accuracy": hi, "gain": difference(hi, lo)}
 
 
 class Undefined:
     """A rate with no images to count (e.g. the judge's agreement when no adversarial fooled
-    the model): prints what is missing; a comparison with it is inconclusive."""
+    the model): prints what is missing."""
 
     def __init__(self, why: str):
         self.why = why
 
     def __str__(self) -> str:
         return f"undefined ({self.why})"
-
-
-def rates_differ(a: Estimate | Undefined, b: Estimate | Undefined, bar: float = 0.0) -> dict:
-    """Is rate ``a`` above rate ``b`` by more than ``bar`` (measured on different images or
-    models whose per-image results are not kept)? Newcombe's interval of a − b and
-    :func:`~robgen_lib.core.stats.decide`; inconclusive when either rate is :class:`Undefined`."""
-    for rate in (a, b):
-        if isinstance(rate, Undefined):
-            return {"difference": rate, "holds": None}
-    d = difference(a, b)
-    return {"difference": d, "holds": decide(d, bar)}
 
 
 # -- robustness against CNNs -------------------------------------------------------------
@@ -156,103 +138,119 @@ def robustness_panels(curves: Mapping[tuple, dict], grids: Mapping[str, tuple[st
 
 
 def strongest_attack(pgd: Mapping[tuple, dict], decision: Mapping[tuple, dict], threats: Mapping[str, dict],
-                     adaptive: Mapping[tuple, dict] | None = None) -> dict[tuple, dict]:
-    """Per (model, threat), the fractions of images that are ``clean``-correct, robust to
-    ``pgd`` (CE and DLR, restarts), robust to the ``decision``-based attack (correct and no
-    adversarial within ε), robust to the ``adaptive`` latent-descent attack where one was run
-    (``latent``; NaN otherwise), robust to ``both`` (survives each attack run on it); the
-    ``median`` distance of the decision-based adversarials over the correctly classified
-    images (NaN if none); and the per-image flags ``pgd_correct``, ``decision_correct``,
-    ``both_correct``."""
+                     latent: Mapping[tuple, dict] | None = None) -> dict[tuple, dict]:
+    """Per (model, threat) of ``decision``, on the first ``n`` images every attack run on the
+    model saw: the per-image flags ``pgd_correct`` (robust to ``pgd``, its losses and restarts),
+    ``decision_correct`` (correct and no decision-based adversarial within ε),
+    ``latent_correct`` (robust to the ``latent``-descent attack; None where it was not run on
+    the model) and ``worst_correct`` — the worst case: robust to every attack run on the model,
+    pgd ∧ decision (∧ latent); their fractions ``pgd``, ``decision``, ``latent`` (NaN where not
+    run), ``worst`` and ``clean``; the ``median`` distance of the decision-based adversarials
+    over the correctly classified images (NaN if none); and ``attacks``, the attacks counted."""
     out = {}
-    for (n, t), d in decision.items():
-        pgd_ok, dec_ok = pgd[(n, t)]["robust"], robust_at(d, threats[t]["eps"])
-        both = pgd_ok & dec_ok
-        lat = (adaptive or {}).get((n, t))
-        if lat is not None:
-            both = both & lat["robust"]
-        out[(n, t)] = {"clean": float(d["clean"].float().mean()), "pgd": float(pgd_ok.float().mean()),
-                       "decision": float(dec_ok.float().mean()),
-                       "latent": float(lat["robust"].float().mean()) if lat is not None else float("nan"),
-                       "both": float(both.float().mean()),
-                       "median": float(d["dist"][d["clean"]].median()) if d["clean"].any() else float("nan"),
-                       "pgd_correct": pgd_ok, "decision_correct": dec_ok, "both_correct": both}
+    for (name, t), d in decision.items():
+        lat = (latent or {}).get((name, t))
+        flags = [pgd[(name, t)]["robust"], robust_at(d, threats[t]["eps"])] + ([lat["robust"]] if lat else [])
+        n = min(len(f) for f in flags)
+        pgd_ok, dec_ok = flags[0][:n], flags[1][:n]
+        lat_ok = flags[2][:n] if lat else None
+        worst = pgd_ok & dec_ok if lat_ok is None else pgd_ok & dec_ok & lat_ok
+        clean, dist = d["clean"][:n], d["dist"][:n]
+        out[(name, t)] = {"n": n, "clean": float(clean.float().mean()), "pgd": float(pgd_ok.float().mean()),
+                          "decision": float(dec_ok.float().mean()),
+                          "latent": float(lat_ok.float().mean()) if lat else float("nan"),
+                          "worst": float(worst.float().mean()),
+                          "median": float(dist[clean].median()) if clean.any() else float("nan"),
+                          "pgd_correct": pgd_ok, "decision_correct": dec_ok, "latent_correct": lat_ok,
+                          "worst_correct": worst,
+                          "attacks": "PGD, decision-based" + (", latent descent" if lat else "")}
     return out
 
 
 def strongest_table(robust: Mapping[tuple, dict], threats: Mapping[str, dict], names: Sequence[str]):
-    """Clean accuracy, then per threat the robust accuracy under PGD, the decision-based attack and both."""
+    """Clean accuracy, then per threat the robust accuracy under PGD, the decision-based
+    attack, latent descent (– where not run) and the worst case over them."""
     first = next(iter(threats))
+
     def cell(v):
         return "–" if v != v else pct(v)   # NaN: the attack was not run on this model
 
     return table({n: {"clean": pct(robust[(n, first)]["clean"]),
                       **{f"{t} ε = {fmt_budget(th['eps'])}: {label}": cell(robust[(n, t)][a]) for t, th in threats.items()
                          for a, label in (("pgd", "PGD"), ("decision", "decision-based"), ("latent", "latent descent"),
-                                          ("both", "all"))}}
+                                          ("worst", "worst case"))}}
                   for n in names}, "model")
 
 
 def robust_bars(robust: Mapping[tuple, dict], threats: Mapping[str, dict]) -> dict[str, dict[str, float]]:
-    """Robust accuracy (%) against both attacks, one group per threat, one bar per model."""
-    return {f"{t} ε = {fmt_budget(th['eps'])}": {n: 100 * r["both"] for (n, tt), r in robust.items() if tt == t}
+    """Worst-case robust accuracy (%), one group per threat, one bar per model."""
+    return {f"{t} ε = {fmt_budget(th['eps'])}": {n: 100 * r["worst"] for (n, tt), r in robust.items() if tt == t}
             for t, th in threats.items()}
 
 
-def robust_to_both(robust: Mapping[tuple, dict]) -> dict[tuple, float]:
-    """(model, threat) → fraction of images robust to both the PGD and the decision-based attack."""
-    return {k: v["both"] for k, v in robust.items()}
+def worst_rates(robust: Mapping[tuple, dict]) -> dict[tuple, float]:
+    """(model, threat) → fraction of images robust to every attack run on the model."""
+    return {k: v["worst"] for k, v in robust.items()}
 
 
-def robust_gap(robust: Mapping[tuple, dict], a: str, b: str, threat: str, bar: float = 0.0, *,
-               key: str = "both_correct") -> dict:
-    """Is ``a`` more robust (to both attacks, ``key``) than ``b`` by more than ``bar`` under
-    ``threat``? The paired gap of :func:`~robgen_lib.book.analysis.common.robust_gap`."""
-    return common.robust_gap(robust, a, b, threat, bar, key=key)
+def robust_gap(robust: Mapping[tuple, dict], a: str, b: str, threat: str) -> dict:
+    """How much more robust ``a`` is than ``b`` under ``threat`` in the worst case: each
+    model's worst-case rate (``a``, ``b``, Wilson) and the paired gap a − b on the images both
+    were attacked on (``gap``, Newcombe; :func:`~robgen_lib.book.analysis.common.robust_gap`)."""
+    return common.robust_gap(robust, a, b, threat, key="worst_correct")
+
+
+def above_floor(robust: Mapping[tuple, dict], a: str, b: str, threat: str) -> Estimate:
+    """The worst-case robust accuracy of the more robust of ``a`` and ``b`` under ``threat``,
+    on the images both were attacked on (the first ones), with its Wilson interval: how far the
+    pair is from the floor (0 % against 0 % ranks nothing)."""
+    ra, rb = robust[(a, threat)]["worst_correct"], robust[(b, threat)]["worst_correct"]
+    n = min(len(ra), len(rb))
+    return max(proportion(ra[:n]), proportion(rb[:n]), key=lambda e: e.value)
 
 
 def generative_vs_standard(robust: Mapping[tuple, dict], threats: Sequence[str], *,
                            generative: Sequence[str] = ("ABS", "E-ABS-style"), standard: str = "standard CNN") -> dict:
-    """Whether every generative model is more robust than the standard CNN under every threat
-    (``holds``: every paired gap's interval above 0; ``None`` if one straddles it), and the
-    numbers as one line (``measured``)."""
-    gaps = {(g, t): robust_gap(robust, g, standard, t) for g in generative for t in threats}
-    measured = "; ".join(f"{t}: " + ", ".join(f"{g} {proportion(robust[(g, t)]['both_correct'])}" for g in generative)
-                         + f" vs CNN {proportion(robust[(standard, t)]['both_correct'])}" for t in threats)
-    smallest = min(gaps, key=lambda k: gaps[k]["gap"].value)
-    return {"holds": all_of(*(g["holds"] for g in gaps.values())), "measured": measured,
-            "smallest": smallest, "smallest_gap": gaps[smallest]["gap"]}
+    """Every generative model against the standard CNN under every threat, in the worst case:
+    ``gaps`` — "model, threat" → the paired gap generative − standard (:func:`robust_gap`);
+    ``smallest`` — the name of the smallest gap; ``measured`` — every rate as one line."""
+    gaps = {f"{g}, {t}": robust_gap(robust, g, standard, t)["gap"] for g in generative for t in threats}
+    measured = "; ".join(f"{t}: " + ", ".join(f"{g} {proportion(robust[(g, t)]['worst_correct'])}" for g in generative)
+                         + f" vs CNN {proportion(robust[(standard, t)]['worst_correct'])}" for t in threats)
+    return {"gaps": gaps, "smallest": min(gaps, key=lambda k: gaps[k].value), "measured": measured}
 
 
 def decision_excess(robust: Mapping[tuple, dict], threats: Sequence[str], *,
-                    models: Sequence[str] = ("ABS", "E-ABS-style"), control: str = "standard CNN",
-                    bar: float = 0.05, power: float = 0.1) -> dict:
-    """How much more the decision-based attack breaks than PGD, per (model, threat): the
-    paired excess PGD robust − decision-based robust (same images). ``holds``: every
-    excess's interval lies below ``bar`` (``None`` if one straddles it); ``worst``: the
-    largest excess (the first in model-then-threat order on a tie). The test has power only
-    if the decision-based attack is strong on the undefended ``control``: its robust accuracy
-    there exceeds PGD's by less than ``power`` under every threat (``informative``), else
-    a weak attack would pass the test whatever the model does."""
-    excess = {(n, t): paired(robust[(n, t)]["pgd_correct"], robust[(n, t)]["decision_correct"])
+                    models: Sequence[str] = ("ABS", "E-ABS-style"), control: str = "standard CNN") -> dict:
+    """How much more the decision-based attack breaks than PGD: ``excess`` — "model, threat" →
+    the paired difference PGD robust − decision-based robust on the same images (positive: the
+    decision-based attack is stronger); ``worst`` — the name of the largest; and ``control`` —
+    threat → the same comparison turned around on the undefended ``control``, decision-based
+    robust − PGD robust (how much *weaker* the decision-based attack is where nothing hides a
+    gradient)."""
+    excess = {f"{n}, {t}": paired(robust[(n, t)]["pgd_correct"], robust[(n, t)]["decision_correct"])
               for n in models for t in threats}
-    worst = max(excess, key=lambda k: excess[k].value)
-    weakness = {t: paired(robust[(control, t)]["decision_correct"], robust[(control, t)]["pgd_correct"])
-                for t in threats}
-    return {"worst": worst, "excess": excess[worst], "control_gap": weakness,
-            "holds": all_of(*(decide(e, bar, above=False) for e in excess.values())),
-            "informative": all(decide(w, power, above=False) is True for w in weakness.values())}
+    control_gap = {t: paired(robust[(control, t)]["decision_correct"], robust[(control, t)]["pgd_correct"])
+                   for t in threats}
+    return {"excess": excess, "worst": max(excess, key=lambda k: excess[k].value), "control": control_gap}
 
 
-def latent_excess(robust: Mapping[tuple, dict], adaptive: Mapping[tuple, dict], *, bar: float = 0.05) -> dict:
-    """How much more the latent-descent attack breaks than PGD through the latent search, per
-    (model, threat) of ``adaptive``: the paired excess PGD robust − latent-descent robust on
-    the same images. ``holds``: every excess's interval below ``bar`` (None if one straddles
-    it); ``worst`` and ``excess``: the largest."""
-    excess = {k: paired(robust[k]["pgd_correct"], a["robust"]) for k, a in adaptive.items()}
-    worst = max(excess, key=lambda k: excess[k].value)
-    return {"worst": worst, "excess": excess[worst],
-            "holds": all_of(*(decide(e, bar, above=False) for e in excess.values()))}
+def latent_excess(robust: Mapping[tuple, dict], threats: Sequence[str], *,
+                  models: Sequence[str] = ("ABS", "E-ABS-style")) -> dict:
+    """How much more the latent-descent attack breaks than PGD through the latent search:
+    ``excess`` — "model, threat" → the paired difference PGD robust − latent-descent robust on
+    the same images; ``worst`` — the name of the largest."""
+    excess = {f"{n}, {t}": paired(robust[(n, t)]["pgd_correct"], robust[(n, t)]["latent_correct"])
+              for n in models for t in threats}
+    return {"excess": excess, "worst": max(excess, key=lambda k: excess[k].value)}
+
+
+def per_seed_text(values: Mapping[int, object]) -> str:
+    """A measurement made once per training seed, as the measured line shows it: the one
+    value, or "seed 0: …; seed 1: …"."""
+    if len(values) == 1:
+        return str(next(iter(values.values())))
+    return "; ".join(f"seed {s}: {v}" for s, v in values.items())
 
 
 # -- adversarials that morph -------------------------------------------------------------
@@ -273,6 +271,21 @@ def morphing(models: Mapping[str, TrainedModel], adversarials: Mapping[str, torc
                      "judge_agrees": float(agrees.float().mean()) if fooled.any() else 0.0,
                      "agreement": proportion(agrees) if fooled.any() else Undefined("no image fooled")}
     return out
+
+
+def all_fooled(morph: Mapping[str, dict], names: Sequence[str]) -> bool:
+    """Whether each of ``names`` was fooled by at least one of its adversarials (so that the
+    judge's agreement is defined for every model compared)."""
+    return all(morph[n]["fooled"] > 0 for n in names)
+
+
+def agreement_gap(morph: Mapping[str, dict], a: str, b: str) -> Estimate | None:
+    """How much more often the nearest-neighbour judge sees the adversarial class for ``a``
+    than for ``b``: the difference of the two agreements, which count different images (each
+    model's own fooling adversarials), with Newcombe's interval for two rates; None when
+    either is :class:`Undefined`."""
+    ea, eb = morph[a]["agreement"], morph[b]["agreement"]
+    return difference(ea, eb) if isinstance(ea, Estimate) and isinstance(eb, Estimate) else None
 
 
 def adversarial_mosaic(originals: torch.Tensor, adversarials: Mapping[str, torch.Tensor], n: int) -> dict:
@@ -335,27 +348,26 @@ def _paired_mean_gap(a, b) -> Estimate:
 
 
 def ladder_shrinks(results: Mapping[tuple, dict], sizes: Sequence[tuple[int, int]]) -> dict:
-    """Do larger decoders explain other classes better and leave a smaller class margin? On
-    the same test images, the largest ABS decoder minus the smallest: the change of the
-    other/own distance ratio (``ratio``: ratio of means, paired bootstrap) and of the mean
-    margin (``margin``). ``holds``: both intervals below 0 (None if one straddles 0)."""
+    """What a larger decoder changes, on the same test images: the largest ABS decoder minus
+    the smallest, the change of the other/own distance ratio (``other/own``: mean other-class
+    error / mean own-class error, a ratio of means, paired bootstrap) and of the mean class
+    margin (``margin``, paired bootstrap). Negative: other classes explained better, a smaller
+    margin."""
     s, l = results[(*sizes[0], "abs")], results[(*sizes[-1], "abs")]
     ratio = bootstrap(tuple(np.asarray(v) for v in (l["other_each"], l["own_each"], s["other_each"], s["own_each"])),
                       lambda ol, wl, os_, ws, axis: ol.mean(axis) / wl.mean(axis) - os_.mean(axis) / ws.mean(axis))
-    margin = _paired_mean_gap(l["margin_each"], s["margin_each"])
-    return {"ratio": ratio, "margin": margin,
-            "holds": all_of(decide(ratio, 0.0, above=False), decide(margin, 0.0, above=False))}
+    return {"other/own": ratio, "margin": _paired_mean_gap(l["margin_each"], s["margin_each"])}
 
 
 def margin_restored(results: Mapping[tuple, dict], size: tuple[int, int]) -> dict:
-    """Does the E-ABS-style term widen the class margin of the decoder ``size``? The paired
-    difference of mean margins, E-ABS-style minus ABS on the same images (``gap``), and the
-    accuracies as Wilson estimates; ``holds``: the gap's interval above 0."""
+    """How much the E-ABS-style term widens the class margin of the decoder ``size``: the
+    difference of mean margins, E-ABS-style minus ABS on the same images, with a paired
+    bootstrap interval (``gap``), and both accuracies with Wilson intervals."""
     e, a = results[(*size, "eabs")], results[(*size, "abs")]
     gap = _paired_mean_gap(e["margin_each"], a["margin_each"])
     n = len(a["margin_each"])
     return {"gap": gap, "abs_accuracy": proportion(round(a["accuracy"] * n), n),
-            "eabs_accuracy": proportion(round(e["accuracy"] * n), n), "holds": decide(gap, 0.0)}
+            "eabs_accuracy": proportion(round(e["accuracy"] * n), n)}
 
 
 def _auroc(inside, outside) -> float:
@@ -365,7 +377,8 @@ def _auroc(inside, outside) -> float:
 def ood_separation(inside: Mapping[str, torch.Tensor], outside: Mapping[str, torch.Tensor], *, seed: int = 0) -> dict:
     """How well each model's best class-conditional score (the largest logit, −α·min_k s_k(x))
     tells in-domain images (``inside``: model → logits on the test images) from out-of-domain
-    ones (``outside``: logits on as many out-of-domain images): the AUROC per model, and the
+    ones (``outside``: logits on as many out-of-domain images): the AUROC per model, the
+    smaller of them (``lowest``: the model that separates the two domains less), and the
     first model's AUROC minus the second's (``gap``), each with a percentile bootstrap interval.
     The bootstrap resamples the in- and out-of-domain images (both sets the same size, so one
     index draws an in-domain image, whose scores under both models stay paired, and an
@@ -377,12 +390,19 @@ def ood_separation(inside: Mapping[str, torch.Tensor], outside: Mapping[str, tor
         raise ValueError("the in- and out-of-domain sets must have the same size")
     auroc = {n: bootstrap((a, b), _auroc, vectorized=False, seed=seed, percent=False)
              for n, a, b in zip(names, s_in, s_out)}
-    out = {"auroc": auroc, "n": len(s_in[0])}
+    out = {"auroc": auroc, "lowest": min(auroc.values(), key=lambda e: e.value), "n": len(s_in[0])}
     if len(names) == 2:
         out["gap"] = bootstrap((s_in[0], s_in[1], s_out[0], s_out[1]),
                                lambda ia, ib, oa, ob: _auroc(ia, oa) - _auroc(ib, ob), vectorized=False, seed=seed,
                                percent=False)
     return out
+
+
+def auroc_text(e: Estimate, *, signed: bool = False) -> str:
+    """An AUROC (or a difference of two, ``signed``) with its interval to three decimals:
+    ``0.806 [0.770, 0.841]``."""
+    f = "+.3f" if signed else ".3f"
+    return f"{e.value:{f}} [{e.low:{f}}, {e.high:{f}}]"
 
 
 def ood_table(separation: Mapping[tuple, dict]):
@@ -392,10 +412,18 @@ def ood_table(separation: Mapping[tuple, dict]):
 
     names = list(next(iter(separation.values()))["auroc"])
     headers = ["latent, width"] + [f"AUROC {n}" for n in names] + [f"{names[0]} minus {names[1]}"]
-    rows = [[f"{size[0]}, {size[1]}"] + [f"{s['auroc'][n].value:.3f} [{s['auroc'][n].low:.3f}, {s['auroc'][n].high:.3f}]"
-                                          for n in names]
-            + [f"{s['gap'].value:+.3f} [{s['gap'].low:+.3f}, {s['gap'].high:+.3f}]"] for size, s in separation.items()]
+    rows = [[f"{size[0]}, {size[1]}"] + [auroc_text(s["auroc"][n]) for n in names]
+            + [auroc_text(s["gap"], signed=True)] for size, s in separation.items()]
     return Markdown(markdown_table(headers, rows))
+
+
+def error_ratio(study: Mapping[str, object]) -> Estimate:
+    """How nearly a decoder ladder's class models explain other classes as well as their own:
+    mean other-class error / mean own-class error over the images of a
+    :func:`~robgen_lib.methods.generative.reconstruction_study` (per image), with a bootstrap
+    interval resampling the images."""
+    return bootstrap((np.asarray(study["other_each"]), np.asarray(study["own_each"])),
+                     lambda other, own, axis: other.mean(axis) / own.mean(axis))
 
 
 def unseen_reconstructions(models: Mapping[str, TrainedModel], split: Split, num_classes: int, *, n: int,
@@ -417,19 +445,39 @@ def unseen_reconstructions(models: Mapping[str, TrainedModel], split: Split, num
 
 # -- the similarity metric ---------------------------------------------------------------
 
-def similarity_results(clean: Mapping[str, float], robust: Mapping[tuple, dict], threat: str = "ℓ2") -> dict:
-    """Per similarity: ``clean`` accuracy and robust accuracy under ``threat`` (keyed by the threat's name)."""
-    return {n: {"clean": acc, threat: robust[(n, threat)]["robust_accuracy"]} for n, acc in clean.items()}
+def similarity_results(clean: Mapping[str, float], robust: Mapping[tuple, dict], heldout: Mapping[str, dict],
+                       worst: Mapping[tuple, dict], threat: str = "ℓ2") -> dict:
+    """Per similarity: ``clean`` accuracy on the test images, PGD robust accuracy under
+    ``threat`` on the held-out images (``heldout``, where measured) and on the test images
+    (``threat``), and the worst case over every attack on the test images (``worst``, where
+    measured; NaN otherwise)."""
+    nan = float("nan")
+    return {n: {"clean": acc, "heldout": heldout[n]["robust_accuracy"] if n in heldout else nan,
+                threat: robust[(n, threat)]["robust_accuracy"],
+                "worst": worst[(n, threat)]["worst"] if (n, threat) in worst else nan} for n, acc in clean.items()}
 
 
-def similarity_table(sims: Mapping[str, dict], robust_header: str, threat: str = "ℓ2"):
-    """Clean and robust accuracy per similarity metric."""
-    return table({n: {"clean": pct(s["clean"]), robust_header: pct(s[threat])} for n, s in sims.items()}, "similarity")
+def similarity_table(sims: Mapping[str, dict], threat: str = "ℓ2"):
+    """Per similarity metric: clean accuracy, PGD robust accuracy under ``threat`` on the
+    held-out and on the test images, and the worst case on the test images (– where not run)."""
+    def cell(v):
+        return "–" if v != v else pct(v)
+
+    return table({n: {"clean": pct(s["clean"]), "held-out: PGD": cell(s["heldout"]), "test: PGD": pct(s[threat]),
+                      "test: worst case": cell(s["worst"])} for n, s in sims.items()}, "similarity")
 
 
-def best_metric(sims: Mapping[str, dict], candidates: Sequence[str], threat: str = "ℓ2") -> str:
-    """The candidate with the highest robust accuracy under ``threat`` (the first on a tie)."""
-    return max(candidates, key=lambda n: sims[n][threat])
+def best_metric(heldout: Mapping[str, dict], candidates: Sequence[str]) -> str:
+    """The candidate with the highest PGD robust accuracy on the held-out images (``heldout``:
+    name → a robust-accuracy result; the first candidate on a tie), chosen apart from the test
+    images it is then judged on."""
+    return max(candidates, key=lambda n: heldout[n]["robust_accuracy"])
+
+
+def clean_gap(clean: Mapping[str, float], a: str, b: str, n_images: int) -> Estimate:
+    """Clean accuracy of similarity ``a`` minus ``b`` on the same ``n_images`` test images,
+    kept as rates (the per-image results are not): Newcombe's interval for two rates."""
+    return difference(*(proportion(round(clean[n] * n_images), n_images) for n in (a, b)))
 
 
 # -- randomized smoothing ----------------------------------------------------------------
@@ -456,10 +504,9 @@ def certified_at(certs: Mapping[str, dict], radius: float) -> dict[str, float]:
     return {n: certified_accuracy(c, [radius])[0] for n, c in certs.items()}
 
 
-def certified_gain(certs: Mapping[str, dict], a: str, b: str, radius: float, bar: float = 0.0) -> dict:
-    """Certified accuracy at ``radius`` of ``a`` minus ``b`` on the same images: both with
-    Wilson intervals, the paired difference (``gain``, McNemar's p) and ``holds``: the gain's
-    interval above ``bar`` (``None`` if it straddles it)."""
+def certified_gain(certs: Mapping[str, dict], a: str, b: str, radius: float) -> dict:
+    """Certified accuracy at ``radius`` (correct and certified with radius ≥ ``radius``) of
+    ``a`` and of ``b``, each with its Wilson interval (``a``, ``b``), and the paired difference
+    a − b on the same images (``gain``, Newcombe's interval and McNemar's p)."""
     flags = {n: certs[n]["correct"] & (certs[n]["radius"] >= radius) for n in (a, b)}
-    gain = paired(flags[a], flags[b])
-    return {"a": proportion(flags[a]), "b": proportion(flags[b]), "gain": gain, "holds": decide(gain, bar)}
+    return {"a": proportion(flags[a]), "b": proportion(flags[b]), "gain": paired(flags[a], flags[b])}
