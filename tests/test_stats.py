@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from robgen_lib.book.report import hypothesis, verdict
-from robgen_lib.core.stats import bootstrap, decide, paired, proportion
+from robgen_lib.core.stats import bootstrap, paired, proportion
 
 
 @pytest.mark.parametrize("k, n, low, high", [
@@ -54,35 +53,23 @@ def test_paired_difference_and_mcnemar():
         paired(a, a[:10])
 
 
-@pytest.mark.parametrize("low, high, bar, above, expected", [
-    (0.6, 0.8, 0.5, True, True),
-    (0.3, 0.45, 0.5, True, False),
-    (0.4, 0.6, 0.5, True, None),       # straddles: inconclusive
-    (0.3, 0.5, 0.5, True, False),      # a tie at the bar never counts for the claim
-    (0.1, 0.3, 0.5, False, True),
-    (0.5, 0.7, 0.5, False, False),
-    (0.45, 0.55, 0.5, False, None),
+@pytest.mark.parametrize("low, high, bar, below, expected", [
+    (0.6, 0.8, 0.5, False, True),
+    (0.3, 0.45, 0.5, False, False),
+    (0.4, 0.6, 0.5, False, None),       # straddles: inconclusive
+    (0.3, 0.5, 0.5, False, False),      # a tie at the bar never counts for the claim
+    (0.1, 0.3, 0.5, True, True),
+    (0.5, 0.7, 0.5, True, False),
+    (0.45, 0.55, 0.5, True, None),
 ])
-def test_the_inconclusive_rule(low, high, bar, above, expected):
+def test_the_inconclusive_rule(low, high, bar, below, expected):
+    """The book's one rule on an interval (robgen_lib.book.judge), margin 0."""
+    from robgen_lib.book.judge import Test, decide_test
     from robgen_lib.core.stats import Estimate
 
-    assert decide(Estimate((low + high) / 2, low, high, 100), bar, above=above) is expected
-
-
-def test_inconclusive_is_a_verdict_word():
-    assert verdict("c", "p", "m", None).status == "inconclusive"
-    assert verdict("c", "p", "m", None, only_when="x").status == "inconclusive"
-    assert hypothesis("c", "m", None).status == "inconclusive"
-    assert verdict("c", "p", "m", False).status == "not reproduced"
-
-
-def test_within_and_all_of():
-    from robgen_lib.core.stats import Estimate, all_of, within
-
-    assert within(Estimate(0.0, -0.05, 0.08, 50), 0.1) is True
-    assert within(Estimate(0.3, 0.2, 0.4, 50), 0.1) is False
-    assert within(Estimate(0.05, -0.05, 0.2, 50), 0.1) is None
-    assert all_of(True, True) is True and all_of(True, None) is None and all_of(None, False) is False
+    outcome, _ = decide_test(Test("superiority", bar, below=below, margin=0.0),
+                             Estimate((low + high) / 2, low, high, 100))
+    assert outcome is expected
 
 
 def test_newcombe_difference_of_two_independent_rates():
@@ -109,4 +96,6 @@ def test_paired_interval_is_newcombes_and_reduces_to_the_unpaired_one_without_co
     one = paired(*_table(3, 0, 1, 28))           # 3 vs 4 of 32 images, one image differs
     assert one.low < -0.1 < one.value < one.high  # far wider than a bootstrap of one image (-9.4 points)
     tie = paired(*_table(13, 0, 0, 19))          # the same 13 of 32 right: a tie, decided for neither side
-    assert tie.low < 0 < tie.high and decide(tie, 0.0) is None
+    from robgen_lib.book.judge import Test, decide_test
+
+    assert tie.low < 0 < tie.high and decide_test(Test("direction", margin=0.0), tie)[0] is None

@@ -51,7 +51,8 @@ class Chapter:
         preflight(self.cfg, self.data)
         self.report = Report(profile)
         self.claims = claims_of(self.cfg.chapter) if self.cfg.chapter else {}
-        self.checks: dict[str, Outcome] = {}   # the prerequisites judged so far, by id
+        self.outcomes: dict[str, Outcome] = {}   # every claim judged so far, by id
+        self.checks: dict[str, Outcome] = {}     # the prerequisites among them
         self._models: dict = {}
 
     @classmethod
@@ -113,12 +114,14 @@ class Chapter:
         return cached_call(self.store, fn, *args, **kwargs)
 
     # -- verdicts -------------------------------------------------------------------
-    def judge(self, claim_id: str, evidence, measured: str, *, only_when: str | None = None, **fields) -> Outcome:
+    def judge(self, claim_id: str, evidence, measured: str, *, only_when: str | None = None, **fields) -> None:
         """Judge the chapter's claim ``claim_id`` (declared in its claims table,
         :mod:`robgen_lib.book.claims`) on ``evidence`` by the book's one rule
         (:mod:`robgen_lib.book.judge`), print the verdict and add it to the closing table.
         ``measured``: the run's numbers in words; ``fields``: values for the claim's sentence
-        beyond the run's knobs. A prerequisite's outcome is kept for the claims that need it."""
+        beyond the run's knobs. Every outcome is kept in ``ch.outcomes`` (a prerequisite's also in
+        ``ch.checks``, for the claims that need it); nothing is returned, so that a cell ending
+        in a verdict shows only the printed verdict."""
         if claim_id not in self.claims:
             raise KeyError(f"chapter {self.cfg.chapter} declares no claim {claim_id!r} (its claims: "
                            f"{', '.join(self.claims)})")
@@ -127,10 +130,10 @@ class Chapter:
         claim = self.claims[claim_id]
         v, o = judge(claim, evidence, measured, checks=self.checks, fields={**self.fields(), **fields},
                      knobs=self.cfg, only_when=only_when)
+        self.outcomes[claim_id] = o
         if claim.role == CHECK:
             self.checks[claim_id] = o
         print(self.report.add(v), end="\n\n")
-        return o
 
     def fields(self) -> dict[str, str]:
         """The run's knobs as a claim's sentence shows them (budgets as the paper writes them)."""

@@ -21,11 +21,9 @@
   built from the two Wilson intervals [l₁, u₁], [l₂, u₂]:
   [d − sqrt((p₁−l₁)² + (u₂−p₂)²), d + sqrt((u₁−p₁)² + (p₂−l₂)²)]. scipy.stats has no
   two-sample interval for a difference of proportions, hence these lines.
-* :func:`decide` — the three outcomes of a claim "quantity > bar" (or "<"): ``True`` when
-  the whole interval lies on the claim's side, ``False`` when it lies on the other side,
-  ``None`` (*inconclusive*) when it straddles the bar. A tie is never counted for the claim.
-  :func:`within` decides "|quantity| ≤ tolerance" (two numbers agree) the same way, and
-  :func:`all_of` joins the outcomes of a claim made of several parts.
+
+How an estimate decides a claim is not this module's business: the book's one rule is
+:mod:`robgen_lib.book.judge`.
 
 Every result is an :class:`Estimate`, which prints as ``45.3 % [40.1, 50.6], n = 359`` (a
 paired difference as ``+12.5 points [+3.1, +21.9], n = 64, McNemar p = 0.012``).
@@ -40,7 +38,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["Estimate", "proportion", "bootstrap", "paired", "difference", "decide", "within", "all_of", "LEVEL"]
+__all__ = ["Estimate", "proportion", "bootstrap", "paired", "difference", "LEVEL"]
 
 #: Confidence level of every interval in the book.
 LEVEL = 0.95
@@ -141,36 +139,3 @@ def difference(a: Estimate, b: Estimate) -> Estimate:
     low = d - math.sqrt((a.value - a.low) ** 2 + (b.high - b.value) ** 2)
     high = d + math.sqrt((a.high - a.value) ** 2 + (b.value - b.low) ** 2)
     return Estimate(d, low, high, min(a.n, b.n), points=True)
-
-
-def decide(estimate: Estimate, bar: float = 0.0, *, above: bool = True) -> bool | None:
-    """Does the claim "value > bar" (``above``) or "value < bar" hold? ``True`` if the whole
-    interval is on the claim's side, ``False`` if it is wholly on the other side (or at the
-    bar), ``None`` (inconclusive) if it straddles the bar."""
-    low, high = (estimate.low, estimate.high) if above else (-estimate.high, -estimate.low)
-    bar = bar if above else -bar
-    if low > bar:
-        return True
-    if high <= bar:
-        return False
-    return None
-
-
-def within(estimate: Estimate, tolerance: float) -> bool | None:
-    """Does "|value| <= tolerance" hold (two numbers agree)? ``True`` if the whole interval
-    lies in [−tolerance, tolerance], ``False`` if it lies wholly outside, else ``None``."""
-    if -tolerance <= estimate.low and estimate.high <= tolerance:
-        return True
-    if estimate.low > tolerance or estimate.high < -tolerance:
-        return False
-    return None
-
-
-def all_of(*outcomes: bool | None) -> bool | None:
-    """The outcome of a claim that needs every part: ``False`` if a part fails, else
-    ``None`` if a part is undecided, else ``True``."""
-    if any(o is False for o in outcomes):
-        return False
-    if any(o is None for o in outcomes):
-        return None
-    return True
