@@ -253,6 +253,12 @@ class Seeds:
 
     per_seed: Mapping[int, object] = field(default_factory=dict)
 
+    @staticmethod
+    def of(per_seed: Mapping[int, object]):
+        """The evidence of a run over ``per_seed``'s training seeds: :class:`Seeds` of them, or
+        the one seed's own evidence when the run trained one (the rule then asks for more)."""
+        return Seeds(per_seed) if len(per_seed) > 1 else next(iter(per_seed.values()))
+
 
 def outcome(claim: Claim, evidence, checks: Mapping[str, Outcome] | None = None,
             knobs: Mapping[str, object] | None = None) -> Outcome:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import torch
 
 from ..core.fit import TrainedModel
-from ..methods.evaluate import robust_accuracy
+from ..methods.evaluate import clean_accuracy, decision_distances, latent_descent_robustness, robust_accuracy
+from ..methods.smoothing import certify
 from ..methods.sampling import generate
 from .chapter import Chapter
 from ..methods.independent import ATTACKS, independent_robust_accuracy, is_stochastic
 
 __all__ = ["sweep_models", "generated", "diffusion_models", "threats", "robust_images", "robust_table", "eot_for", "book_models", "attack_strength",
-           "independent_table"]
+           "independent_table", "abs_contest", "abs_worst_case", "similarity_models", "similarity_study", "certificates"]
 
 
 def sweep_models(ch: Chapter, seed: int | None = None) -> dict[str, TrainedModel]:
@@ -132,3 +133,65 @@ def independent_table(ch: Chapter, models: dict[str, TrainedModel] | None = None
                                   attacks=tuple(ATTACKS if attacks is None else attacks), eot=c.eot, seed=c.seed,
                                   **attack_strength(ch, m), **t)
             for name, m in models.items() for tname, t in (threats(ch) if which is None else which).items()}
+
+
+def abs_contest(ch: Chapter, seed: int | None = None) -> dict[str, TrainedModel]:
+    """Chapter 5's contest trained with ``seed`` (default: the run's): ABS, the E-ABS-style
+    model, the standard and the PGD-trained CNN."""
+    return {"ABS": ch.model("abs", seed=seed), "E-ABS-style": ch.model("eabs", seed=seed),
+            "standard CNN": ch.model("standard", seed=seed), "PGD-trained CNN": ch.model("robust", seed=seed)}
+
+
+def abs_worst_case(ch: Chapter, models: dict[str, TrainedModel], threats: dict[str, dict], *, n: int | None = None,
+                   losses=("ce", "dlr")) -> dict:
+    """Every attack chapter 5 runs on ``models`` (on the first ``n`` test images, default
+    :func:`robust_images`): the book's PGD, the decision-based attack (its starting points
+    from the training images) and, on the ABS family, latent descent; per (model, threat)
+    the worst case of :func:`~robgen_lib.book.analysis.abs.strongest_attack`."""
+    from .analysis.abs import strongest_attack
+
+    c, data = ch.cfg, ch.data
+    pool = data.train.x[: max(500, 10 * data.num_classes)]
+    pgd = robust_table(ch, models, which=threats, n=n, losses=losses)
+    split = {name: data.test.head(robust_images(ch, m, n)) for name, m in models.items()}
+    decision = {(name, t): ch.run(decision_distances, m, split[name], pool, norm=th["norm"],
+                                  candidates=c.boundary_candidates, iters=c.boundary_iters, seed=c.seed)
+                for name, m in models.items() for t, th in threats.items()}
+    latent = {(name, t): ch.run(latent_descent_robustness, m, split[name], norm=th["norm"], eps=th["eps"],
+                                steps=c.latent_steps, seed=c.seed)
+              for name, m in models.items() if m.spec.get("recipe") == "abs" for t, th in threats.items()}
+    return strongest_attack(pgd, decision, threats, latent)
+
+
+def similarity_models(ch: Chapter, features: dict[str, str], seed: int | None = None) -> dict[str, TrainedModel]:
+    """ABS over the pixels and over each CNN's features (``features``: name → the CNN's
+    recipe name), trained with ``seed``."""
+    return {"pixels": ch.model("abs", seed=seed),
+            **{name: ch.model("abs", embed=e, seed=seed) for name, e in features.items()}}
+
+
+def similarity_study(ch: Chapter, models: dict[str, TrainedModel], features: dict[str, str], n: int,
+                     threat: dict[str, dict]) -> dict:
+    """Chapter 5's similarity metric: the feature metric chosen on the first ``n`` held-out
+    images by its robust accuracy under the book's PGD (CE) in ``threat`` (one ``{name:
+    threat}``), then, on the first ``n`` test images, its worst case and the pixel metric's
+    (:func:`abs_worst_case`), and both clean accuracies on the test images."""
+    from .analysis.abs import best_metric
+
+    c, data = ch.cfg, ch.data
+    (th,) = threat.values()
+    heldout = {name: ch.run(robust_accuracy, models[name], data.heldout.head(n), steps=c.attack_steps,
+                            restarts=c.restarts, losses=("ce",), seed=c.seed, eot=eot_for(ch, models[name]), **th)
+               for name in features}
+    best = best_metric(heldout, list(features))
+    pair = {name: models[name] for name in ("pixels", best)}
+    return {"best": best, "heldout": heldout, "worst": abs_worst_case(ch, pair, threat, n=n, losses=("ce",)),
+            "clean": {name: ch.run(clean_accuracy, m, data.test) for name, m in pair.items()}}
+
+
+def certificates(ch: Chapter, bases: dict[str, TrainedModel], sigma: float) -> dict:
+    """Each base classifier smoothed at ``sigma``, certified on the first ``n_certify`` test
+    images (``smooth_n0``, ``smooth_n``, ``smooth_alpha``), cached."""
+    c, data = ch.cfg, ch.data
+    return {name: ch.run(certify, b, data.test.head(c.n_certify), sigma=sigma, num_classes=data.num_classes,
+                         n0=c.smooth_n0, n=c.smooth_n, alpha=c.smooth_alpha, seed=c.seed) for name, b in bases.items()}
