@@ -96,9 +96,10 @@ def test_a_spec_without_a_version_is_refused(digits):
 def test_a_verdict_rule_is_never_served_from_the_cache():
     from robgen_lib.book.analysis import jeat
     from robgen_lib.book.chapter import Chapter
+    from robgen_lib.book.judge import judge
     from robgen_lib.book.report import quality_table
 
-    for rule in (jeat.quality_gains, quality_table):
+    for rule in (jeat.quality_gains, quality_table, judge):
         with pytest.raises(TypeError, match="decisions are never cached"):
             Chapter.run(None, rule, {}, "a", 10)
 

@@ -24,8 +24,10 @@ from .report import Report, fmt_budget
 
 __all__ = ["Chapter"]
 
-#: Modules whose functions decide verdicts (never run through the cache).
-DECIDING = (f"{__package__}.analysis", f"{__package__}.report")
+#: Modules that turn cached measurements into the page's numbers and words (the chapters'
+#: analyses, claims tables, the rule, the report): never run through the cache, so that an edit
+#: reaches every run, cached or not.
+DECIDING = tuple(f"{__package__}.{m}" for m in ("analysis", "claims", "judge", "report"))
 
 
 class Chapter:
@@ -105,11 +107,11 @@ class Chapter:
         derived from the call (see :mod:`robgen_lib.core.cached`): trained models count by
         their spec and are passed to ``fn`` as their networks, data by its fingerprint.
 
-        Only measurements are cached: a function of the book's analysis (which decides verdicts)
-        is refused, so that an edited rule is applied to every run, cached or not."""
+        Only measurements are cached: a function of :data:`DECIDING` (the book's reading of
+        measurements and its rule) is refused, so that an edited rule reaches every run."""
         if fn.__module__.startswith(DECIDING):
-            raise TypeError(f"{fn.__module__}.{fn.__qualname__} decides, and decisions are never cached: cache "
-                            f"the measurements it reads with ch.run and call it on them")
+            raise TypeError(f"{fn.__module__}.{fn.__qualname__} reads measurements for the page, and readings and "
+                            f"decisions are never cached: cache the measurements it reads with ch.run and call it on them")
         follow_thread_share()
         return cached_call(self.store, fn, *args, **kwargs)
 
